@@ -1,0 +1,16 @@
+//! Black-box scenarios against spawned `myelin` processes.
+//!
+//! Each test starts its own server(s) (own port, own temporary database) via
+//! the `complement_tests` harness, so tests run in parallel. Build the
+//! binaries first: `cargo build -p myelin -p myelin-admin` (`cargo test
+//! --workspace` does it too).
+
+mod admin;
+mod discovery;
+mod errors;
+mod lifecycle;
+mod profile_account_data;
+mod rate_limits;
+mod real_client;
+mod registration;
+mod sessions;

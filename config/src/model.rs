@@ -1,0 +1,395 @@
+//! The configuration tree. Every key's `///` doc comment is part of the
+//! metadata (see [`crate::FieldDoc`]) and is rendered into the example file,
+//! so keep each one accurate: what the key means and its default.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::schema::{ConfigType, ValueKind};
+
+config_section! {
+    /// Myelin's configuration.
+    ///
+    /// Load it with [`Config::load`]; the defaults are safe for a local test
+    /// server (loopback listener, nothing exposed).
+    pub struct Config {
+        /// The server name: the domain part of user IDs (`@alice:example.org`)
+        /// and room aliases. A hostname, IPv4 address or bracketed IPv6
+        /// address, with an optional `:port`; no scheme, no path. It cannot be
+        /// changed once users exist.
+        /// Default: "localhost".
+        pub server_name: String = "localhost".to_owned(),
+
+        /// Directory holding the database. Created if missing.
+        /// Default: "./myelin-data".
+        pub database_path: PathBuf = PathBuf::from("./myelin-data"),
+
+        /// Address the HTTP listener binds to, as IP:port (e.g. "0.0.0.0:8008"
+        /// or "[::]:8008"); hostnames are not resolved. Port 0 picks a free port.
+        /// Default: "127.0.0.1:8008" (loopback only).
+        pub listen: String = "127.0.0.1:8008".to_owned(),
+
+        /// Base URL clients use to reach this server (e.g. when it sits behind
+        /// a reverse proxy), such as "https://matrix.example.org".
+        /// Default: unset, derived as "http://<listen>"; when listening on
+        /// 0.0.0.0 or [::], the host part is the server name's host instead.
+        pub public_baseurl: Option<String> = None; example = "\"https://matrix.example.org\"",
+
+        /// Who may create accounts via the client-server API: "open" (anyone),
+        /// "token" (only with one of `registration_tokens`) or "closed" (only
+        /// administrators). Open registration on a non-loopback `listen`
+        /// address additionally requires
+        /// `allow_open_registration_on_public_listener = true`.
+        /// Default: "open".
+        pub registration: RegistrationMode = RegistrationMode::Open,
+
+        /// Registration tokens accepted when `registration = "token"`; that mode
+        /// requires at least one. From the environment, give a comma-separated
+        /// list: MYELIN_REGISTRATION_TOKENS=tok1,tok2.
+        /// Default: [] (none).
+        pub registration_tokens: Vec<String> = Vec::new(),
+
+        /// Shared secret for Synapse-compatible admin registration
+        /// (`/_synapse/admin/v1/register`). Anyone who knows it can create
+        /// admin accounts: use a long random value and keep it private.
+        /// Default: unset (the endpoint is disabled).
+        pub registration_shared_secret: Option<String> = None; example = "\"<a long random string>\"",
+
+        /// Set to true to allow `registration = "open"` while `listen` is not a
+        /// loopback address. Without it such a configuration is refused, so a
+        /// server is never exposed with open registration by accident.
+        /// Default: false.
+        pub allow_open_registration_on_public_listener: bool = false,
+
+        /// Contact address for the server's administrator, e.g. an email
+        /// address or a Matrix user ID.
+        /// Default: unset.
+        pub admin_contact: Option<String> = None; example = "\"mailto:admin@example.org\"",
+
+        /// Logging.
+        pub log: LogConfig = LogConfig::default(),
+
+        /// Request size limits.
+        pub limits: LimitsConfig = LimitsConfig::default(),
+
+        /// Password hashing (Argon2id) and password policy.
+        pub password: PasswordConfig = PasswordConfig::default(),
+
+        /// Access and refresh token lifetimes.
+        pub sessions: SessionConfig = SessionConfig::default(),
+
+        /// Rate limiting of login and registration. Each limit is a token
+        /// bucket: `burst` requests at once, refilled at `per_second`.
+        pub rate_limits: RateLimitsConfig = RateLimitsConfig::default(),
+
+        /// Responses served under /.well-known/matrix/.
+        pub well_known: WellKnownConfig = WellKnownConfig::default(),
+
+        /// Federation with other Matrix servers.
+        pub federation: FederationConfig = FederationConfig::default(),
+    }
+}
+
+config_section! {
+    /// `[log]`: logging output.
+    pub struct LogConfig {
+        /// Log output format: "text" (human-readable) or "json" (one JSON
+        /// object per line).
+        /// Default: "text".
+        pub format: LogFormat = LogFormat::Text,
+
+        /// Which events to log, as a tracing EnvFilter directive such as
+        /// "info" or "info,myelin=debug".
+        /// Default: "info".
+        pub level: String = "info".to_owned(),
+    }
+}
+
+config_section! {
+    /// `[limits]`: request limits.
+    pub struct LimitsConfig {
+        /// Maximum size of a request body in bytes; larger requests are
+        /// rejected.
+        /// Default: 1048576 (1 MiB).
+        pub max_request_body_bytes: u64 = 1_048_576,
+    }
+}
+
+config_section! {
+    /// `[password]`: password hashing parameters and policy.
+    pub struct PasswordConfig {
+        /// Argon2id memory cost in KiB. Must be at least 8 × parallelism.
+        /// Default: 19456 (19 MiB, the OWASP recommendation).
+        pub argon2_memory_kib: u32 = 19_456,
+
+        /// Argon2id iteration count (time cost). Must be at least 1.
+        /// Default: 2.
+        pub argon2_iterations: u32 = 2,
+
+        /// Argon2id degree of parallelism (lanes). Must be at least 1.
+        /// Default: 1.
+        pub argon2_parallelism: u32 = 1,
+
+        /// Minimum password length in characters for new passwords; 0 disables
+        /// the check.
+        /// Default: 0 (no minimum).
+        pub min_length: usize = 0,
+    }
+}
+
+config_section! {
+    /// `[sessions]`: token lifetimes.
+    pub struct SessionConfig {
+        /// Lifetime in milliseconds of access tokens issued together with a
+        /// refresh token (clients that support refresh tokens). Must be > 0.
+        /// Default: 300000 (5 minutes).
+        pub refreshable_access_token_lifetime_ms: u64 = 300_000,
+
+        /// Lifetime in milliseconds of refresh tokens. Must be > 0 when set.
+        /// Default: unset (refresh tokens do not expire).
+        pub refresh_token_lifetime_ms: Option<u64> = None; example = "2592000000",
+
+        /// Lifetime in milliseconds of access tokens issued without a refresh
+        /// token. Must be > 0 when set.
+        /// Default: unset (such access tokens never expire).
+        pub nonrefreshable_access_token_lifetime_ms: Option<u64> = None; example = "86400000",
+    }
+}
+
+config_section! {
+    /// `[rate_limits]`: request rate limits.
+    pub struct RateLimitsConfig {
+        /// Whether rate limiting is applied at all.
+        /// Default: true.
+        pub enabled: bool = true,
+
+        /// Login attempts per client IP address.
+        /// Default: per_second = 0.17, burst = 3.
+        pub login_per_ip: RateLimit = RateLimit::new(0.17, 3),
+
+        /// Login attempts per account (whatever the client IP).
+        /// Default: per_second = 0.17, burst = 3.
+        pub login_per_account: RateLimit = RateLimit::new(0.17, 3),
+
+        /// Registration requests per client IP address.
+        /// Default: per_second = 0.17, burst = 3.
+        pub registration_per_ip: RateLimit = RateLimit::new(0.17, 3),
+
+        /// Failed login attempts per account.
+        /// Default: per_second = 0.17, burst = 3.
+        pub login_failures_per_account: RateLimit = RateLimit::new(0.17, 3),
+    }
+}
+
+config_section! {
+    /// A token-bucket rate limit.
+    pub struct RateLimit {
+        /// Sustained rate: requests allowed per second, on average (may be
+        /// fractional, e.g. 0.17 is about one every 6 seconds). Must be > 0.
+        /// Default: 0.17.
+        pub per_second: f64 = 0.17,
+
+        /// Requests allowed in a burst before the sustained rate applies.
+        /// Must be at least 1.
+        /// Default: 3.
+        pub burst: u32 = 3,
+    }
+}
+
+impl RateLimit {
+    /// A limit of `burst` requests at once, refilled at `per_second`.
+    pub const fn new(per_second: f64, burst: u32) -> Self {
+        Self { per_second, burst }
+    }
+}
+
+config_section! {
+    /// `[well_known]`: server discovery responses.
+    pub struct WellKnownConfig {
+        /// Homeserver base URL advertised to clients in
+        /// /.well-known/matrix/client.
+        /// Default: unset (the client base URL, see `public_baseurl`).
+        pub client: Option<String> = None; example = "\"https://matrix.example.org\"",
+
+        /// Delegated federation endpoint ("host" or "host:port") advertised in
+        /// /.well-known/matrix/server.
+        /// Default: unset (the server name, with port 8448 unless it has one).
+        pub server: Option<String> = None; example = "\"matrix.example.org:443\"",
+    }
+}
+
+config_section! {
+    /// `[federation]`: talking to other Matrix servers.
+    pub struct FederationConfig {
+        /// Whether federation with other servers is enabled.
+        /// Default: true.
+        pub enabled: bool = true,
+    }
+}
+
+/// Who may register accounts. Serialized lowercase: `open`, `token`, `closed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    /// Anyone may register.
+    #[default]
+    Open,
+    /// Registration requires one of the configured registration tokens.
+    Token,
+    /// Only administrators can create accounts.
+    Closed,
+}
+
+impl RegistrationMode {
+    /// The configuration spelling: `"open"`, `"token"` or `"closed"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RegistrationMode::Open => "open",
+            RegistrationMode::Token => "token",
+            RegistrationMode::Closed => "closed",
+        }
+    }
+}
+
+impl ConfigType for RegistrationMode {
+    const KIND: ValueKind = ValueKind::Enum(&["open", "token", "closed"]);
+}
+
+impl fmt::Display for RegistrationMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Log output format. Serialized lowercase: `text`, `json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// The configuration spelling: `"text"` or `"json"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl ConfigType for LogFormat {
+    const KIND: ValueKind = ValueKind::Enum(&["text", "json"]);
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Default federation port, used when neither the server name nor
+/// `well_known.server` names one.
+pub const DEFAULT_FEDERATION_PORT: u16 = 8448;
+
+impl Config {
+    /// The listener address.
+    ///
+    /// # Panics
+    ///
+    /// If `listen` is not an IP socket address. A config returned by
+    /// [`Config::load`] has been validated, so this cannot happen for it.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.parse().unwrap_or_else(|_| {
+            panic!(
+                "invalid `listen` address {:?}; validate the config first",
+                self.listen
+            )
+        })
+    }
+
+    /// The base URL clients use to reach this server, without a trailing
+    /// slash: `public_baseurl` when set, otherwise `http://<listen>`, with the
+    /// server name's host in place of an unspecified (0.0.0.0 / [::]) IP.
+    pub fn client_base_url(&self) -> String {
+        if let Some(url) = &self.public_baseurl {
+            return url.trim_end_matches('/').to_owned();
+        }
+        match self.listen.parse::<SocketAddr>() {
+            Ok(addr) if addr.ip().is_unspecified() => {
+                format!("http://{}:{}", self.server_name_host(), addr.port())
+            }
+            Ok(addr) => format!("http://{addr}"),
+            Err(_) => format!("http://{}", self.listen),
+        }
+    }
+
+    /// The base URL advertised in `/.well-known/matrix/client`:
+    /// `well_known.client` when set, otherwise [`Config::client_base_url`].
+    pub fn well_known_client_base_url(&self) -> String {
+        match &self.well_known.client {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => self.client_base_url(),
+        }
+    }
+
+    /// The `m.server` value for `/.well-known/matrix/server`:
+    /// `well_known.server` when set, otherwise the server name, with port
+    /// 8448 appended when it has no port.
+    pub fn well_known_server(&self) -> String {
+        match &self.well_known.server {
+            Some(server) => server.clone(),
+            None if server_name_has_port(&self.server_name) => self.server_name.clone(),
+            None => format!("{}:{DEFAULT_FEDERATION_PORT}", self.server_name),
+        }
+    }
+
+    /// The host part of the server name (without any port; IPv6 literals keep
+    /// their brackets).
+    pub fn server_name_host(&self) -> &str {
+        split_server_name(&self.server_name).0
+    }
+
+    /// Whether `listen` is a loopback address (127.0.0.0/8 or ::1). `false`
+    /// when it does not parse.
+    pub fn listen_is_loopback(&self) -> bool {
+        self.listen
+            .parse::<SocketAddr>()
+            .is_ok_and(|addr| is_loopback(addr.ip()))
+    }
+}
+
+/// Loopback check that also treats IPv4-mapped IPv6 loopback as loopback.
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
+/// Splits a server name into host and optional port text (brackets of an
+/// IPv6 literal stay with the host). Does not validate.
+pub(crate) fn split_server_name(name: &str) -> (&str, Option<&str>) {
+    if name.starts_with('[') {
+        match name.find(']') {
+            Some(end) => {
+                let (host, rest) = name.split_at(end + 1);
+                (host, rest.strip_prefix(':'))
+            }
+            None => (name, None),
+        }
+    } else {
+        match name.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (name, None),
+        }
+    }
+}
+
+fn server_name_has_port(name: &str) -> bool {
+    split_server_name(name).1.is_some()
+}

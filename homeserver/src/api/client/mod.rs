@@ -1,0 +1,50 @@
+//! The client-server API.
+
+mod account;
+pub use account::deactivate_account;
+mod account_data;
+mod capabilities;
+mod device;
+mod discovery;
+mod filter;
+mod profile;
+mod session;
+
+use axum::Router;
+use ruma::api::client as c;
+
+use crate::router::{AppState, RumaRouter};
+
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
+        .ruma::<c::discovery::get_supported_versions::Request, _, _>(discovery::get_supported_versions_route)
+        .ruma::<c::discovery::discover_homeserver::Request, _, _>(discovery::discover_homeserver_route)
+        .route("/.well-known/matrix/server", axum::routing::get(discovery::well_known_server_route))
+        .ruma::<c::discovery::get_capabilities::v3::Request, _, _>(capabilities::get_capabilities_route)
+        .ruma::<c::account::register::v3::Request, _, _>(account::register_route)
+        .ruma::<c::account::get_username_availability::v3::Request, _, _>(account::get_username_availability_route)
+        .ruma::<c::account::check_registration_token_validity::v1::Request, _, _>(
+            account::check_registration_token_validity_route,
+        )
+        .ruma::<c::account::whoami::v3::Request, _, _>(account::whoami_route)
+        .ruma::<c::account::change_password::v3::Request, _, _>(account::change_password_route)
+        .ruma::<c::account::deactivate::v3::Request, _, _>(account::deactivate_route)
+        .ruma::<c::session::get_login_types::v3::Request, _, _>(session::get_login_types_route)
+        .ruma::<c::session::login::v3::Request, _, _>(session::login_route)
+        .ruma::<c::session::logout::v3::Request, _, _>(session::logout_route)
+        .ruma::<c::session::logout_all::v3::Request, _, _>(session::logout_all_route)
+        .ruma::<c::session::refresh_token::v3::Request, _, _>(session::refresh_token_route)
+        .ruma::<c::device::get_devices::v3::Request, _, _>(device::get_devices_route)
+        .ruma::<c::device::get_device::v3::Request, _, _>(device::get_device_route)
+        .ruma::<c::device::update_device::v3::Request, _, _>(device::update_device_route)
+        .ruma::<c::device::delete_device::v3::Request, _, _>(device::delete_device_route)
+        .ruma::<c::device::delete_devices::v3::Request, _, _>(device::delete_devices_route)
+        .ruma::<c::profile::get_profile::v3::Request, _, _>(profile::get_profile_route)
+        .ruma::<c::profile::get_profile_field::v3::Request, _, _>(profile::get_profile_field_route)
+        .ruma::<c::profile::set_profile_field::v3::Request, _, _>(profile::set_profile_field_route)
+        .ruma::<c::profile::delete_profile_field::v3::Request, _, _>(profile::delete_profile_field_route)
+        .ruma::<c::config::get_global_account_data::v3::Request, _, _>(account_data::get_global_account_data_route)
+        .ruma::<c::config::set_global_account_data::v3::Request, _, _>(account_data::set_global_account_data_route)
+        .ruma::<c::filter::create_filter::v3::Request, _, _>(filter::create_filter_route)
+        .ruma::<c::filter::get_filter::v3::Request, _, _>(filter::get_filter_route)
+}

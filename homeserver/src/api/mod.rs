@@ -1,0 +1,6 @@
+//! HTTP handlers, one file per endpoint group. Handlers check permissions and call services;
+//! they never touch a table.
+
+pub mod admin;
+pub mod client;
+pub mod server;

@@ -1,0 +1,207 @@
+//! The `Ruma<T>` extractor and the route registration that takes paths from ruma's metadata.
+//!
+//! No endpoint path is written by hand: every path a ruma request type knows (stable, legacy r0
+//! and unstable) is registered, so Hydrogen's r0 calls reach the same handler as v3 ones.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::{
+    Router,
+    extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request},
+    handler::Handler,
+    response::{IntoResponse, Response},
+    routing::{MethodFilter, on},
+};
+use bytes::BytesMut;
+use http::{Method, StatusCode, request::Parts};
+use ruma::api::{
+    IncomingRequest, IncomingRequestExt, Metadata, OutgoingResponse, OutgoingResponseExt,
+    auth_scheme,
+    error::{DeserializationError, FromHttpRequestError},
+    path_builder::PathBuilder,
+};
+
+use crate::{
+    error::{Error, Result},
+    service::{Services, sessions::AuthedUser},
+};
+
+pub type AppState = std::sync::Arc<Services>;
+
+/// Whether an endpoint needs, accepts or ignores an access token.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum AuthMode {
+    Required,
+    Optional,
+    None,
+}
+
+/// Maps ruma's authentication scheme of an endpoint onto what the extractor must check.
+pub trait AuthRequirement {
+    const MODE: AuthMode;
+}
+
+impl AuthRequirement for auth_scheme::AccessToken {
+    const MODE: AuthMode = AuthMode::Required;
+}
+impl AuthRequirement for auth_scheme::AccessTokenOptional {
+    const MODE: AuthMode = AuthMode::Optional;
+}
+impl AuthRequirement for auth_scheme::NoAuthentication {
+    const MODE: AuthMode = AuthMode::None;
+}
+impl AuthRequirement for auth_scheme::NoAccessToken {
+    const MODE: AuthMode = AuthMode::None;
+}
+// Application services are not supported yet; their optional token is treated as a user's.
+impl AuthRequirement for auth_scheme::AppserviceTokenOptional {
+    const MODE: AuthMode = AuthMode::Optional;
+}
+impl AuthRequirement for auth_scheme::AppserviceToken {
+    const MODE: AuthMode = AuthMode::Required;
+}
+
+/// A parsed, authenticated client-server request.
+pub struct Ruma<T> {
+    pub body: T,
+    pub sender: Option<AuthedUser>,
+    pub client_ip: IpAddr,
+}
+
+impl<T> Ruma<T> {
+    /// The authenticated user; only `None` on endpoints whose token is optional.
+    pub fn sender(&self) -> Result<&AuthedUser> {
+        self.sender.as_ref().ok_or_else(Error::missing_token)
+    }
+}
+
+impl<T> FromRequest<AppState> for Ruma<T>
+where
+    T: IncomingRequest + Send + 'static,
+    T::Authentication: AuthRequirement,
+{
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self> {
+        let (mut parts, body) = request.into_parts();
+        let path_args: Vec<String> = RawPathParams::from_request_parts(&mut parts, state)
+            .await
+            .map(|params| params.iter().map(|(_, value)| value.to_owned()).collect())
+            .map_err(|e| Error::invalid_param(format!("invalid path parameter: {e}")))?;
+        let client_ip = client_ip(&parts);
+        let bytes = read_body(body, state.config.limits.max_request_body_bytes).await?;
+        check_json_syntax(&parts.method, &bytes)?;
+
+        let token = access_token(&parts)?;
+        let sender = match (<T::Authentication as AuthRequirement>::MODE, token) {
+            (AuthMode::None, _) | (AuthMode::Optional, None) => None,
+            (AuthMode::Required, None) => return Err(Error::missing_token()),
+            (_, Some(token)) => Some(state.sessions.authenticate(&token, client_ip)?),
+        };
+        if let Some(user) = &sender {
+            tracing::Span::current().record("user", user.user_id.as_str());
+        }
+
+        let args: Vec<&str> = path_args.iter().map(String::as_str).collect();
+        let http_request = http::Request::from_parts(parts, &bytes[..]);
+        let body = T::try_from_http_request(http_request, &args).map_err(parse_error)?;
+        Ok(Self { body, sender, client_ip })
+    }
+}
+
+/// Reads the whole body, refusing bodies over `limit` (413 `M_TOO_LARGE`). A declared
+/// Content-Length over the limit has already been refused by the body-limit layer.
+pub async fn read_body(body: axum::body::Body, limit: u64) -> Result<bytes::Bytes> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
+            Error::too_large("Request body is too large")
+        } else {
+            Error::bad_json(format!("cannot read request body: {e}"))
+        }
+    })
+}
+
+/// Tells "not JSON at all" (`M_NOT_JSON`) apart from "JSON of the wrong shape" (`M_BAD_JSON`),
+/// which ruma's parser would report alike.
+pub fn check_json_syntax(method: &Method, bytes: &[u8]) -> Result<()> {
+    let has_body = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+    if has_body && !bytes.is_empty() {
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+            .map_err(|e| Error::not_json(format!("Content not JSON: {e}")))?;
+    }
+    Ok(())
+}
+
+fn parse_error(error: FromHttpRequestError) -> Error {
+    match error {
+        FromHttpRequestError::MethodMismatch { .. } => Error::unrecognized(StatusCode::METHOD_NOT_ALLOWED),
+        FromHttpRequestError::Deserialization(DeserializationError::Json(e)) => Error::bad_json(e.to_string()),
+        FromHttpRequestError::Deserialization(DeserializationError::Ident(e)) => {
+            Error::invalid_param(format!("invalid identifier: {e}"))
+        }
+        FromHttpRequestError::Deserialization(e) => Error::invalid_param(e.to_string()),
+        other => Error::bad_json(other.to_string()),
+    }
+}
+
+/// The token from `Authorization: Bearer …` or the deprecated `access_token` query parameter.
+pub fn access_token(parts: &Parts) -> Result<Option<String>> {
+    if let Some(value) = parts.headers.get(http::header::AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| Error::unknown_token(false))?;
+        return match value.strip_prefix("Bearer ") {
+            Some(token) if !token.trim().is_empty() => Ok(Some(token.trim().to_owned())),
+            _ => Err(Error::missing_token()),
+        };
+    }
+    Ok(parts.uri.query().and_then(|query| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "access_token")
+            .map(|(_, value)| value.into_owned())
+    }))
+}
+
+pub fn client_ip(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// A ruma response, serialised by ruma.
+pub struct RumaResponse<T>(pub T);
+
+impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
+    fn into_response(self) -> Response {
+        match self.0.try_into_http_response::<BytesMut>() {
+            Ok(response) => response.map(|body| axum::body::Body::from(body.freeze())).into_response(),
+            Err(e) => Error::internal(format!("cannot serialise response: {e}")).into_response(),
+        }
+    }
+}
+
+/// Registers a handler under every path and the method of ruma request type `Req`.
+pub trait RumaRouter {
+    fn ruma<Req, H, X>(self, handler: H) -> Self
+    where
+        Req: Metadata,
+        H: Handler<X, AppState>,
+        X: 'static;
+}
+
+impl RumaRouter for Router<AppState> {
+    fn ruma<Req, H, X>(mut self, handler: H) -> Self
+    where
+        Req: Metadata,
+        H: Handler<X, AppState>,
+        X: 'static,
+    {
+        let filter = MethodFilter::try_from(Req::METHOD)
+            .unwrap_or_else(|_| panic!("ruma endpoint with non-standard method {}", Req::METHOD));
+        for path in Req::PATH_BUILDER.all_paths() {
+            self = self.route(path, on(filter, handler.clone()));
+        }
+        self
+    }
+}
