@@ -120,6 +120,4 @@ pub struct Session {
     pub access_token: String,
     #[serde(default)]
     pub device_id: Option<String>,
-    #[serde(default)]
-    pub home_server: Option<String>,
 }

@@ -233,7 +233,10 @@ fn parse_server_url(raw: &str) -> Result<Url, String> {
         return Err(format!("the URL has no host; {}", hint()));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("the URL must not have a query or fragment; {}", hint()));
+        return Err(format!(
+            "the URL must not have a query or fragment; {}",
+            hint()
+        ));
     }
     Ok(url)
 }

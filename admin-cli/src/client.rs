@@ -111,19 +111,25 @@ impl AdminClient {
 
     pub async fn server_version(&self) -> Result<Typed<ServerVersion>> {
         let path = ["_synapse", "admin", "v1", "server_version"];
-        let (_, raw) = self.call(Method::GET, &path, &[], None, Auth::IfAvailable).await?;
+        let (_, raw) = self
+            .call(Method::GET, &path, &[], None, Auth::IfAvailable)
+            .await?;
         decode(raw, &path)
     }
 
     pub async fn client_versions(&self) -> Result<Typed<ClientVersions>> {
         let path = ["_matrix", "client", "versions"];
-        let (_, raw) = self.call(Method::GET, &path, &[], None, Auth::Never).await?;
+        let (_, raw) = self
+            .call(Method::GET, &path, &[], None, Auth::Never)
+            .await?;
         decode(raw, &path)
     }
 
     pub async fn whoami(&self) -> Result<Typed<Whoami>> {
         let path = ["_matrix", "client", "v3", "account", "whoami"];
-        let (_, raw) = self.call(Method::GET, &path, &[], None, Auth::Required).await?;
+        let (_, raw) = self
+            .call(Method::GET, &path, &[], None, Auth::Required)
+            .await?;
         decode(raw, &path)
     }
 
@@ -140,7 +146,9 @@ impl AdminClient {
         if let Some(name) = query.name {
             params.push(("name", name.to_owned()));
         }
-        let (_, raw) = self.call(Method::GET, &path, &params, None, Auth::Required).await?;
+        let (_, raw) = self
+            .call(Method::GET, &path, &params, None, Auth::Required)
+            .await?;
 
         let Some(entries) = raw.get("users").and_then(Value::as_array) else {
             return Err(shape_error(&path, "missing `users` array"));
@@ -163,7 +171,9 @@ impl AdminClient {
 
     pub async fn user(&self, user_id: &str) -> Result<Typed<UserDetails>> {
         let path = ["_synapse", "admin", "v2", "users", user_id];
-        let (_, raw) = self.call(Method::GET, &path, &[], None, Auth::Required).await?;
+        let (_, raw) = self
+            .call(Method::GET, &path, &[], None, Auth::Required)
+            .await?;
         decode(raw, &path)
     }
 
@@ -179,7 +189,9 @@ impl AdminClient {
     pub async fn put_user(&self, user_id: &str, body: &UserUpsert<'_>) -> Result<Upserted> {
         let path = ["_synapse", "admin", "v2", "users", user_id];
         let body = encode(body)?;
-        let (status, raw) = self.call(Method::PUT, &path, &[], Some(body), Auth::Required).await?;
+        let (status, raw) = self
+            .call(Method::PUT, &path, &[], Some(body), Auth::Required)
+            .await?;
         Ok(Upserted {
             user: decode(raw, &path)?,
             created: status == StatusCode::CREATED,
@@ -189,7 +201,9 @@ impl AdminClient {
     pub async fn deactivate_user(&self, user_id: &str, erase: bool) -> Result<Value> {
         let path = ["_synapse", "admin", "v1", "deactivate", user_id];
         let body = json!({ "erase": erase });
-        let (_, raw) = self.call(Method::POST, &path, &[], Some(body), Auth::Required).await?;
+        let (_, raw) = self
+            .call(Method::POST, &path, &[], Some(body), Auth::Required)
+            .await?;
         Ok(raw)
     }
 
@@ -201,7 +215,9 @@ impl AdminClient {
     ) -> Result<Value> {
         let path = ["_synapse", "admin", "v1", "reset_password", user_id];
         let body = json!({ "new_password": new_password, "logout_devices": logout_devices });
-        let (_, raw) = self.call(Method::POST, &path, &[], Some(body), Auth::Required).await?;
+        let (_, raw) = self
+            .call(Method::POST, &path, &[], Some(body), Auth::Required)
+            .await?;
         Ok(raw)
     }
 
@@ -209,7 +225,9 @@ impl AdminClient {
 
     pub async fn registration_nonce(&self) -> Result<Typed<RegistrationNonce>> {
         let path = ["_synapse", "admin", "v1", "register"];
-        let (_, raw) = self.call(Method::GET, &path, &[], None, Auth::Never).await?;
+        let (_, raw) = self
+            .call(Method::GET, &path, &[], None, Auth::Never)
+            .await?;
         decode(raw, &path)
     }
 
@@ -219,7 +237,9 @@ impl AdminClient {
     ) -> Result<Typed<Session>> {
         let path = ["_synapse", "admin", "v1", "register"];
         let body = encode(body)?;
-        let (_, raw) = self.call(Method::POST, &path, &[], Some(body), Auth::Never).await?;
+        let (_, raw) = self
+            .call(Method::POST, &path, &[], Some(body), Auth::Never)
+            .await?;
         decode(raw, &path)
     }
 
@@ -231,7 +251,9 @@ impl AdminClient {
             "password": password,
             "initial_device_display_name": "myelin-admin",
         });
-        let (_, raw) = self.call(Method::POST, &path, &[], Some(body), Auth::Never).await?;
+        let (_, raw) = self
+            .call(Method::POST, &path, &[], Some(body), Auth::Never)
+            .await?;
         decode(raw, &path)
     }
 
@@ -264,9 +286,15 @@ impl AdminClient {
             request = request.json(&body);
         }
 
-        let response = request.send().await.map_err(|err| self.transport_error(path, &err))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|err| self.transport_error(path, &err))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|err| self.transport_error(path, &err))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|err| self.transport_error(path, &err))?;
 
         if !status.is_success() {
             return Err(error_response(path, status, &bytes, auth, sent_token));
@@ -320,7 +348,13 @@ impl AdminClient {
 }
 
 /// Classifies a non-2xx answer.
-fn error_response(path: &[&str], status: StatusCode, body: &[u8], auth: Auth, sent_token: bool) -> Error {
+fn error_response(
+    path: &[&str],
+    status: StatusCode,
+    body: &[u8],
+    auth: Auth,
+    sent_token: bool,
+) -> Error {
     let Ok(matrix) = serde_json::from_slice::<MatrixError>(body) else {
         return Error::UnexpectedResponse {
             url: display_path(path),
@@ -355,7 +389,8 @@ fn decode<T: DeserializeOwned>(raw: Value, path: &[&str]) -> Result<Typed<T>> {
 }
 
 fn encode<T: serde::Serialize>(body: &T) -> Result<Value> {
-    serde_json::to_value(body).map_err(|err| Error::Usage(format!("cannot encode the request: {err}")))
+    serde_json::to_value(body)
+        .map_err(|err| Error::Usage(format!("cannot encode the request: {err}")))
 }
 
 fn shape_error(path: &[&str], detail: &str) -> Error {
@@ -438,12 +473,22 @@ mod tests {
     #[test]
     fn endpoint_encodes_segments_and_keeps_prefix() {
         let plain = client("http://127.0.0.1:8008");
-        let url = plain.endpoint(&["_synapse", "admin", "v2", "users", "@a:hs"]).unwrap();
-        assert_eq!(url.as_str(), "http://127.0.0.1:8008/_synapse/admin/v2/users/@a:hs");
+        let url = plain
+            .endpoint(&["_synapse", "admin", "v2", "users", "@a:hs"])
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:8008/_synapse/admin/v2/users/@a:hs"
+        );
 
         let prefixed = client("https://example.org/matrix/");
-        let url = prefixed.endpoint(&["_matrix", "client", "versions"]).unwrap();
-        assert_eq!(url.as_str(), "https://example.org/matrix/_matrix/client/versions");
+        let url = prefixed
+            .endpoint(&["_matrix", "client", "versions"])
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://example.org/matrix/_matrix/client/versions"
+        );
 
         let odd = plain.endpoint(&["users", "@we/ird name:hs"]).unwrap();
         assert_eq!(odd.path(), "/users/@we%2Fird%20name:hs");
@@ -456,19 +501,40 @@ mod tests {
         let err = error_response(&path, StatusCode::UNAUTHORIZED, body, Auth::Required, true);
         assert!(matches!(err, Error::TokenRejected { .. }), "{err:?}");
 
-        let err = error_response(&path, StatusCode::UNAUTHORIZED, body, Auth::IfAvailable, false);
+        let err = error_response(
+            &path,
+            StatusCode::UNAUTHORIZED,
+            body,
+            Auth::IfAvailable,
+            false,
+        );
         assert!(matches!(err, Error::MissingToken), "{err:?}");
 
         let forbidden = br#"{"errcode":"M_FORBIDDEN","error":"You are not a server admin"}"#;
-        let err = error_response(&path, StatusCode::FORBIDDEN, forbidden, Auth::Required, true);
+        let err = error_response(
+            &path,
+            StatusCode::FORBIDDEN,
+            forbidden,
+            Auth::Required,
+            true,
+        );
         assert!(matches!(err, Error::NotAdmin { .. }), "{err:?}");
 
         // A wrong password at login is an ordinary Matrix error, not a token problem.
         let err = error_response(&path, StatusCode::FORBIDDEN, forbidden, Auth::Never, false);
         assert!(matches!(err, Error::Matrix { status: 403, .. }), "{err:?}");
 
-        let err = error_response(&path, StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>", Auth::Required, true);
-        assert!(matches!(err, Error::UnexpectedResponse { status: 502, .. }), "{err:?}");
+        let err = error_response(
+            &path,
+            StatusCode::BAD_GATEWAY,
+            b"<html>bad gateway</html>",
+            Auth::Required,
+            true,
+        );
+        assert!(
+            matches!(err, Error::UnexpectedResponse { status: 502, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]

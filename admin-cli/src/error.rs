@@ -40,7 +40,9 @@ pub enum Error {
         message: String,
     },
 
-    #[error("user {0} already exists (use `myelin-admin user reset-password` to change its password)")]
+    #[error(
+        "user {0} already exists (use `myelin-admin user reset-password` to change its password)"
+    )]
     UserExists(String),
 
     #[error("unexpected response from {url} (HTTP {status}): {detail}")]

@@ -20,7 +20,10 @@ fn main() -> ExitCode {
     // Usage errors exit with 2 and --help/--version with 0, from clap.
     let cli = cli::Cli::parse();
 
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

@@ -74,7 +74,8 @@ fn read_stdin() -> Result<String> {
     };
     if password.is_empty() {
         return Err(Error::Usage(
-            "--password-stdin: standard input has no password (e.g. use <<< \"$PASSWORD\")".to_owned(),
+            "--password-stdin: standard input has no password (e.g. use <<< \"$PASSWORD\")"
+                .to_owned(),
         ));
     }
     Ok(password)
@@ -82,7 +83,10 @@ fn read_stdin() -> Result<String> {
 
 fn read_line() -> Result<String> {
     let mut line = String::new();
-    io::stdin().lock().read_line(&mut line).map_err(Error::PasswordInput)?;
+    io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(Error::PasswordInput)?;
     let line = line.strip_suffix('\n').unwrap_or(&line);
     let line = line.strip_suffix('\r').unwrap_or(line);
     Ok(line.to_owned())
@@ -144,7 +148,10 @@ mod tests {
         let first = generate().unwrap();
         let second = generate().unwrap();
         assert_eq!(first.len(), GENERATED_LEN);
-        assert!(first.bytes().all(|byte| byte.is_ascii_alphanumeric()), "{first}");
+        assert!(
+            first.bytes().all(|byte| byte.is_ascii_alphanumeric()),
+            "{first}"
+        );
         assert_ne!(first, second);
     }
 }

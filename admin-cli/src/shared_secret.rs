@@ -17,7 +17,12 @@ pub fn registration_mac(
     let mut mac = Hmac::<Sha1>::new_from_slice(shared_secret.as_bytes())
         .map_err(|err| Error::Usage(format!("unusable registration shared secret: {err}")))?;
     let role: &[u8] = if admin { b"admin" } else { b"notadmin" };
-    let fields: [&[u8]; 4] = [nonce.as_bytes(), username.as_bytes(), password.as_bytes(), role];
+    let fields: [&[u8]; 4] = [
+        nonce.as_bytes(),
+        username.as_bytes(),
+        password.as_bytes(),
+        role,
+    ];
     for (index, field) in fields.iter().enumerate() {
         if index > 0 {
             mac.update(b"\0");

@@ -419,9 +419,22 @@ impl CmdOutput {
 
 /// Runs a command to completion (at most `timeout`), capturing its output.
 /// Panics when it does not finish in time (after killing it).
-pub async fn run_command(mut cmd: tokio::process::Command, timeout: Duration) -> CmdOutput {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
+pub async fn run_command(cmd: tokio::process::Command, timeout: Duration) -> CmdOutput {
+    run_command_with_stdin(cmd, None, timeout).await
+}
+
+/// [`run_command`], writing `stdin` to the command's standard input first.
+pub async fn run_command_with_stdin(mut cmd: tokio::process::Command, stdin: Option<&str>, timeout: Duration) -> CmdOutput {
+    use tokio::io::AsyncWriteExt;
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes()).await.expect("write to the command's stdin");
+        drop(pipe);
+    }
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(Ok(output)) => CmdOutput {
             status: output.status,
@@ -436,6 +449,11 @@ pub async fn run_command(mut cmd: tokio::process::Command, timeout: Duration) ->
 /// Runs `myelin-admin <args>` (with no inherited `MYELIN_*` variables) and
 /// returns its output.
 pub async fn myelin_admin(args: &[&str]) -> CmdOutput {
+    myelin_admin_with_stdin(args, None).await
+}
+
+/// [`myelin_admin`] with text on standard input (for `--password-stdin`).
+pub async fn myelin_admin_with_stdin(args: &[&str], stdin: Option<&str>) -> CmdOutput {
     let mut cmd = tokio::process::Command::new(admin_bin());
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().to_ascii_uppercase().starts_with("MYELIN_") {
@@ -443,7 +461,7 @@ pub async fn myelin_admin(args: &[&str]) -> CmdOutput {
         }
     }
     cmd.args(args);
-    run_command(cmd, Duration::from_secs(30)).await
+    run_command_with_stdin(cmd, stdin, Duration::from_secs(30)).await
 }
 
 /// Runs `myelin <args>` with `options` in a fresh temporary directory and
@@ -478,7 +496,12 @@ impl TestServer {
             .timeout(REQUEST_TIMEOUT)
             .build()
             .expect("build the HTTP client");
-        let mut server = TestServer { dir, options, port: free_port(), child: None, runs: 0, http };
+        // A port given in the options wins (e.g. when the server name must contain it).
+        let port = options
+            .get_env("MYELIN_LISTEN")
+            .and_then(|listen| listen.parse::<std::net::SocketAddr>().ok())
+            .map_or_else(free_port, |addr| addr.port());
+        let mut server = TestServer { dir, options, port, child: None, runs: 0, http };
         server.spawn_until_ready().await;
         server
     }

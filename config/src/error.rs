@@ -107,9 +107,9 @@ impl ConfigError {
                     origin,
                 }
             }
-            ConfigError::Multiple(errors) => ConfigError::Multiple(
-                errors.into_iter().map(|e| e.with_origins(find)).collect(),
-            ),
+            ConfigError::Multiple(errors) => {
+                ConfigError::Multiple(errors.into_iter().map(|e| e.with_origins(find)).collect())
+            }
             other => other,
         }
     }

@@ -73,7 +73,9 @@ fn render_section(
     }
 
     for field in fields {
-        let Some(sub) = section_of(field) else { continue };
+        let Some(sub) = section_of(field) else {
+            continue;
+        };
         let sub_path = join_key(path, field.name);
         let empty = toml::Table::new();
         let sub_values = values

@@ -119,7 +119,10 @@ impl Config {
         figment = figment.merge(DictProvider {
             metadata: Metadata::named(ENV_NAME).interpolater(move |_: &Profile, keys: &[&str]| {
                 let key = keys.join(".");
-                var_names.get(&key).cloned().unwrap_or_else(|| env_var_name(keys))
+                var_names
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_else(|| env_var_name(keys))
             }),
             dict: env.dict,
         });
@@ -207,8 +210,13 @@ impl EnvDict {
         };
         let mut errors = Vec::new();
         for (name, raw) in vars {
-            let Some(rest) = strip_env_prefix(name) else { continue };
-            if NON_CONFIG_ENV_VARS.iter().any(|v| v.eq_ignore_ascii_case(name)) {
+            let Some(rest) = strip_env_prefix(name) else {
+                continue;
+            };
+            if NON_CONFIG_ENV_VARS
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case(name))
+            {
                 continue;
             }
             let rest = rest.to_ascii_lowercase();
@@ -252,7 +260,10 @@ fn strip_env_prefix(name: &str) -> Option<&str> {
 
 /// `MYELIN_A__B` for the key path `["a", "b"]`.
 fn env_var_name(keys: &[&str]) -> String {
-    format!("{ENV_PREFIX}{}", keys.join(ENV_SEPARATOR).to_ascii_uppercase())
+    format!(
+        "{ENV_PREFIX}{}",
+        keys.join(ENV_SEPARATOR).to_ascii_uppercase()
+    )
 }
 
 /// Interprets an environment value according to the key's kind. Text that
@@ -335,7 +346,7 @@ fn figment_error(error: figment::Error) -> ConfigError {
             let origin = e.metadata.as_ref().map(|md| describe(md, &e.path));
             ConfigError::InvalidValue {
                 key,
-                message: e.kind.to_string(),
+                message: kind_message(&e.kind),
                 origin,
             }
         })
@@ -343,6 +354,33 @@ fn figment_error(error: figment::Error) -> ConfigError {
     match ConfigError::combine(errors) {
         Err(e) => e,
         Ok(()) => ConfigError::invalid("(root)", "invalid configuration"),
+    }
+}
+
+/// figment's message for an error kind, with friendlier wording for enums.
+fn kind_message(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    let one_of = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match kind {
+        Kind::UnknownVariant(found, expected) => {
+            format!(
+                "unknown value {found:?}, expected one of {}",
+                one_of(expected)
+            )
+        }
+        Kind::UnknownField(found, expected) => {
+            format!(
+                "unknown key {found:?}, expected one of {}",
+                one_of(expected)
+            )
+        }
+        other => other.to_string(),
     }
 }
 
@@ -356,7 +394,11 @@ fn origin_of(figment: &Figment, key: &str) -> Option<String> {
 fn describe(metadata: &Metadata, path: &[String]) -> String {
     match (&metadata.source, metadata.name.as_ref()) {
         (Some(Source::File(file)), _) => format!("{FILE_NAME} {}", file.display()),
-        (_, ENV_NAME) => format!("{ENV_NAME} {}", metadata.interpolate(&Profile::Default, path)),
+        (_, ENV_NAME) => format!(
+            "{ENV_NAME} {}",
+            metadata.interpolate(&Profile::Default, path)
+        ),
+        (_, DEFAULTS_NAME) => "the built-in default".to_owned(),
         (_, name) => name.to_owned(),
     }
 }

@@ -46,7 +46,10 @@ impl Config {
         );
 
         let password = &self.password;
-        check("password.argon2_iterations", positive(password.argon2_iterations));
+        check(
+            "password.argon2_iterations",
+            positive(password.argon2_iterations),
+        );
         check(
             "password.argon2_parallelism",
             if (1..=0x00FF_FFFF).contains(&password.argon2_parallelism) {
@@ -92,7 +95,10 @@ impl Config {
             ("login_per_ip", &limits.login_per_ip),
             ("login_per_account", &limits.login_per_account),
             ("registration_per_ip", &limits.registration_per_ip),
-            ("login_failures_per_account", &limits.login_failures_per_account),
+            (
+                "login_failures_per_account",
+                &limits.login_failures_per_account,
+            ),
         ] {
             check_rate_limit(&mut check, name, limit);
         }
@@ -291,10 +297,14 @@ fn server_name_problem(name: &str) -> Option<String> {
     }
     for label in host.split('.') {
         if label.is_empty() {
-            return Some("the host name has an empty label (\"..\" or a leading/trailing \".\")".to_owned());
+            return Some(
+                "the host name has an empty label (\"..\" or a leading/trailing \".\")".to_owned(),
+            );
         }
         if label.len() > 63 {
-            return Some(format!("the host name label {label:?} is longer than 63 characters"));
+            return Some(format!(
+                "the host name label {label:?} is longer than 63 characters"
+            ));
         }
         if let Some(bad) = label
             .chars()
@@ -305,7 +315,9 @@ fn server_name_problem(name: &str) -> Option<String> {
             ));
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Some(format!("the host name label {label:?} starts or ends with '-'"));
+            return Some(format!(
+                "the host name label {label:?} starts or ends with '-'"
+            ));
         }
     }
     None

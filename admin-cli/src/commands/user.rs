@@ -29,7 +29,10 @@ pub async fn run(client: &AdminClient, out: Output, command: UserCommand) -> Res
 // ---- create ---------------------------------------------------------------
 
 async fn create(client: &AdminClient, out: Output, args: CreateArgs) -> Result<()> {
-    let secret = args.shared_secret.as_deref().filter(|secret| !secret.is_empty());
+    let secret = args
+        .shared_secret
+        .as_deref()
+        .filter(|secret| !secret.is_empty());
     if secret.is_none() && !client.has_token() {
         return Err(Error::Usage(
             "user create needs either an admin access token (--token or MYELIN_ADMIN_TOKEN) \
@@ -101,7 +104,9 @@ async fn create_with_token(
     };
     let result = client.put_user(&user_id, &upsert).await?;
     if !result.created {
-        eprintln!("warning: {user_id} appeared concurrently; the server updated the existing account");
+        eprintln!(
+            "warning: {user_id} appeared concurrently; the server updated the existing account"
+        );
     }
 
     if out.is_json() {
@@ -123,7 +128,10 @@ async fn create_with_token(
 /// Adds a generated password to a JSON answer so scripts can pick it up.
 fn with_generated_password(mut raw: Value, password: &Password) -> Value {
     if let (Some(generated), Value::Object(map)) = (password.generated(), &mut raw) {
-        map.insert("generated_password".to_owned(), Value::String(generated.to_owned()));
+        map.insert(
+            "generated_password".to_owned(),
+            Value::String(generated.to_owned()),
+        );
     }
     raw
 }
@@ -141,7 +149,13 @@ async fn list(client: &AdminClient, out: Output, args: ListArgs) -> Result<()> {
         let raw = users.into_iter().map(|user| user.raw).collect();
         return out.json(&Value::Array(raw));
     }
-    let mut table = output::table(&["user id", "display name", "admin", "deactivated", "created (UTC)"]);
+    let mut table = output::table(&[
+        "user id",
+        "display name",
+        "admin",
+        "deactivated",
+        "created (UTC)",
+    ]);
     for Typed { data: user, .. } in &users {
         table.add_row([
             user.name.clone(),
@@ -263,7 +277,11 @@ async fn reset_password(client: &AdminClient, out: Output, args: ResetPasswordAr
     if out.is_json() {
         return out.json(&with_generated_password(raw, &password));
     }
-    let devices = if args.keep_devices { "kept" } else { "logged out" };
+    let devices = if args.keep_devices {
+        "kept"
+    } else {
+        "logged out"
+    };
     let mut rows = vec![
         ("user id", user_id),
         ("password", "changed".to_owned()),
@@ -327,8 +345,14 @@ mod tests {
 
     #[test]
     fn user_id_parsing() {
-        assert_eq!(split_user_id("@alice:example.org").unwrap(), ("alice", "example.org"));
-        assert_eq!(split_user_id("@bob:localhost:8448").unwrap(), ("bob", "localhost:8448"));
+        assert_eq!(
+            split_user_id("@alice:example.org").unwrap(),
+            ("alice", "example.org")
+        );
+        assert_eq!(
+            split_user_id("@bob:localhost:8448").unwrap(),
+            ("bob", "localhost:8448")
+        );
         assert!(split_user_id("@alice").is_err());
         assert!(split_user_id("@:example.org").is_err());
         assert!(split_user_id("alice:example.org").is_err());

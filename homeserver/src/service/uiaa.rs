@@ -92,11 +92,10 @@ impl Uiaa {
             ));
         };
         let claimed = match &password.identifier {
-            Some(UserIdentifier::Matrix(id)) => Some(users.user_id_for_login(&id.user)?),
-            Some(_) => return Err(Error::forbidden("Only m.id.user identifiers are supported")),
-            None => None,
+            UserIdentifier::Matrix(id) => users.user_id_for_login(&id.user)?,
+            _ => return Err(Error::forbidden("Only m.id.user identifiers are supported")),
         };
-        if claimed.as_deref().is_some_and(|claimed| claimed != user_id) {
+        if claimed != user_id {
             return Err(Error::forbidden("Invalid username or password"));
         }
         if !users.check_password(user_id, &password.password).await? {

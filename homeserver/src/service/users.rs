@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use myelin_storage::{Batch, Database, Direction, Table};
+use myelin_storage::{Batch, Database, Table};
 use rand::Rng;
 use ruma::{OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
@@ -204,7 +204,7 @@ impl Users {
     pub fn list(&self, filter: &ListFilter, from: usize, limit: usize) -> Result<(Vec<(OwnedUserId, Account)>, usize)> {
         let mut total = 0;
         let mut page = Vec::new();
-        for entry in ACCOUNTS.iter_all(&self.db, Direction::Forward)? {
+        for entry in ACCOUNTS.iter_all(&self.db)? {
             let (user_id, account) = entry?;
             if account.deactivated && !filter.include_deactivated {
                 continue;

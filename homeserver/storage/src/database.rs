@@ -308,7 +308,8 @@ impl Database {
                 supported: target,
             });
         }
-        for migration in migrations.iter().filter(|m| m.to_version > current) {
+        let stored = current;
+        for migration in migrations.iter().filter(|m| m.to_version > stored) {
             tracing::info!(
                 from = current,
                 to = migration.to_version,

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use ruma::{
     RoomVersionId,
-    api::client::discovery::get_capabilities::v3::{self as caps, Capabilities, RoomVersionStability},
+    api::client::discovery::get_capabilities::v3::{self as caps, Capabilities, ProfileFieldsCapability, RoomVersionStability},
 };
 
 use crate::{
@@ -34,8 +34,13 @@ pub async fn get_capabilities_route(
 ) -> Result<RumaResponse<caps::Response>> {
     let mut capabilities = Capabilities::new();
     capabilities.change_password.enabled = true;
-    capabilities.set_displayname.enabled = true;
-    capabilities.set_avatar_url.enabled = true;
+    capabilities.profile_fields = Some(ProfileFieldsCapability::new(true));
+    // Clients older than v1.16 still read the per-field capabilities.
+    #[allow(deprecated)]
+    {
+        capabilities.set_displayname.enabled = true;
+        capabilities.set_avatar_url.enabled = true;
+    }
     capabilities.thirdparty_id_changes.enabled = false;
     capabilities.get_login_token.enabled = false;
     capabilities.room_versions.default = RoomVersionId::V12;

@@ -68,9 +68,7 @@ pub async fn get_profile_field_route(
     let field = request.body.field.as_str();
     let value = profile_of(&account).get(field).cloned().ok_or_else(|| Error::not_found("Profile field not set"))?;
     let value = ProfileFieldValue::new(field, value).map_err(|e| Error::internal(e.to_string()))?;
-    let mut response = get_profile_field::v3::Response::new();
-    response.value = Some(value);
-    Ok(RumaResponse(response))
+    Ok(RumaResponse(get_profile_field::v3::Response::new(value)))
 }
 
 /// `PUT /_matrix/client/v3/profile/{userId}/{field}`

@@ -1,7 +1,7 @@
 //! RocksDB-only behaviour: persistence, locking, group commit.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -121,6 +121,8 @@ fn open_held_by_another_process_is_locked() {
         .args(["--exact", "tests::rocks::hold_database_in_child_process", "--ignored"])
         .args(["--test-threads", "1", "--quiet"])
         .env(HOLD_DB_ENV, dir.path())
+        // The child's own test report would only clutter ours.
+        .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
