@@ -227,6 +227,22 @@ fn unreachable_server_exits_2_with_hint() {
 }
 
 #[test]
+fn silent_server_times_out_with_exit_2() {
+    // Bound but never accepted: the connection opens, no answer ever comes.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let server = format!("http://{}", listener.local_addr().expect("address"));
+    let outcome = run(&["--server", &server, "--timeout", "1", "server", "version"]);
+    assert_eq!(outcome.code, 2, "{}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains("did not answer within 1s"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(outcome.stderr.contains("--timeout"), "{}", outcome.stderr);
+    drop(listener);
+}
+
+#[test]
 fn server_is_also_taken_from_the_environment() {
     let server = format!("http://127.0.0.1:{}", closed_port());
     let mut command = command(&["server", "version"]);
@@ -391,6 +407,16 @@ fn server_version_table_and_json() {
     assert_eq!(raw.code, 0, "{}", raw.stderr);
     let parsed: Value = serde_json::from_str(&raw.stdout).expect("JSON output");
     assert_eq!(parsed, json!({ "server_version": "myelin 0.1.0" }));
+
+    let mut from_env = command(&["--server", &stub.url(), "server", "version"]);
+    from_env.env("MYELIN_ADMIN_JSON", "1");
+    let raw = run_with(from_env, None);
+    assert_eq!(raw.code, 0, "{}", raw.stderr);
+    assert!(
+        raw.stdout.starts_with('{'),
+        "MYELIN_ADMIN_JSON=1 selects JSON: {}",
+        raw.stdout
+    );
 
     let ping = run(&["--server", &stub.url(), "server", "ping"]);
     assert_eq!(ping.code, 0, "{}", ping.stderr);

@@ -38,18 +38,11 @@ pub async fn discover_homeserver_route(
     State(services): State<AppState>,
     _: Ruma<discover_homeserver::Request>,
 ) -> Result<RumaResponse<discover_homeserver::Response>> {
-    let base_url = services.config.well_known.client.clone().unwrap_or_else(|| services.config.client_base_url());
+    let base_url = services.config.well_known_client_base_url();
     Ok(RumaResponse(discover_homeserver::Response::new(discover_homeserver::HomeserverInfo::new(base_url))))
 }
 
 /// `GET /.well-known/matrix/server`: where other servers reach our federation API.
 pub async fn well_known_server_route(State(services): State<AppState>) -> Json<serde_json::Value> {
-    let delegated = services.config.well_known.server.clone().unwrap_or_else(|| {
-        if services.server_name.port().is_some() {
-            services.server_name.to_string()
-        } else {
-            format!("{}:8448", services.server_name)
-        }
-    });
-    Json(serde_json::json!({ "m.server": delegated }))
+    Json(serde_json::json!({ "m.server": services.config.well_known_server() }))
 }
