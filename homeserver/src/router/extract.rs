@@ -4,7 +4,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use super::{AppState, access_token, client_ip, read_body, ruma::check_json_syntax};
+use super::{AppState, access_token, client_ip, read_body, ruma::{bad_json_naming_field, check_json_syntax}};
 use crate::{error::{Error, Result}, service::sessions::AuthedUser};
 
 /// A JSON body whose failures are Matrix errors: `M_NOT_JSON`, `M_BAD_JSON` naming the
@@ -19,7 +19,7 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for MatrixJson<T> {
         let bytes = read_body(body, state.config.limits.max_request_body_bytes).await?;
         let bytes = if bytes.is_empty() { bytes::Bytes::from_static(b"{}") } else { bytes };
         check_json_syntax(&parts.method, &bytes)?;
-        serde_json::from_slice(&bytes).map(MatrixJson).map_err(|e| Error::bad_json(e.to_string()))
+        serde_json::from_slice(&bytes).map(MatrixJson).map_err(|e| bad_json_naming_field(&e, &bytes))
     }
 }
 

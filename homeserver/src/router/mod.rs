@@ -1,6 +1,7 @@
 //! The axum router: layers that every request passes, and the table of endpoints.
 
 mod extract;
+mod json_path;
 mod layers;
 mod ruma;
 

@@ -104,7 +104,7 @@ where
 
         let args: Vec<&str> = path_args.iter().map(String::as_str).collect();
         let http_request = http::Request::from_parts(parts, &bytes[..]);
-        let body = T::try_from_http_request(http_request, &args).map_err(parse_error)?;
+        let body = T::try_from_http_request(http_request, &args).map_err(|e| parse_error(e, &bytes))?;
         Ok(Self { body, sender, client_ip })
     }
 }
@@ -133,15 +133,25 @@ pub fn check_json_syntax(method: &Method, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn parse_error(error: FromHttpRequestError) -> Error {
+fn parse_error(error: FromHttpRequestError, body: &[u8]) -> Error {
     match error {
         FromHttpRequestError::MethodMismatch { .. } => Error::unrecognized(StatusCode::METHOD_NOT_ALLOWED),
-        FromHttpRequestError::Deserialization(DeserializationError::Json(e)) => Error::bad_json(e.to_string()),
+        FromHttpRequestError::Deserialization(DeserializationError::Json(e)) => bad_json_naming_field(&e, body),
         FromHttpRequestError::Deserialization(DeserializationError::Ident(e)) => {
             Error::invalid_param(format!("invalid identifier: {e}"))
         }
         FromHttpRequestError::Deserialization(e) => Error::invalid_param(e.to_string()),
         other => Error::bad_json(other.to_string()),
+    }
+}
+
+/// `M_BAD_JSON` whose message names the offending field, e.g. `password: invalid type: …`.
+pub fn bad_json_naming_field(error: &serde_json::Error, body: &[u8]) -> Error {
+    let path = super::json_path::path_at(body, error.line(), error.column())
+        .or_else(|| super::json_path::path_of_unexpected_value(body, &error.to_string()));
+    match path {
+        Some(path) => Error::bad_json(format!("{path}: {error}")),
+        None => Error::bad_json(error.to_string()),
     }
 }
 

@@ -229,7 +229,8 @@ impl<V: Serialize + DeserializeOwned> ValueCodec<V> for Json {
     }
 
     fn decode_value(bytes: &[u8]) -> Result<V> {
-        serde_json::from_slice(bytes).map_err(|e| Error::Corrupt(format!("invalid JSON value: {e}")))
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::Corrupt(format!("invalid JSON value: {e}")))
     }
 }
 

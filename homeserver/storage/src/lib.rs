@@ -38,7 +38,9 @@ mod tests;
 
 pub use codec::{Json, KeyCodec, Raw, ValueCodec, encode_key, prefix_of};
 pub use database::{COUNTER_BLOCK, Catalog, Database, META_TABLE, Migration};
-pub use engine::{Batch, BatchOp, CommitCallback, Direction, Durability, Engine, KvIter, prefix_end};
+pub use engine::{
+    Batch, BatchOp, CommitCallback, Direction, Durability, Engine, KvIter, prefix_end,
+};
 pub use error::{Error, Result};
 pub use memory::MemoryEngine;
 pub use rocks::{RocksEngine, RocksOptions};

@@ -63,7 +63,11 @@ impl Engine for MemoryEngine {
         let mut tables = write(&self.tables);
         // Validate everything before touching anything, so a bad table name
         // leaves the store untouched (atomicity).
-        if let Some(op) = batch.ops().iter().find(|op| !tables.contains_key(op.table())) {
+        if let Some(op) = batch
+            .ops()
+            .iter()
+            .find(|op| !tables.contains_key(op.table()))
+        {
             return Err(Error::UnknownTable(op.table().to_owned()));
         }
         for op in batch.into_ops() {

@@ -122,8 +122,7 @@ impl RocksEngine {
         db_options.set_max_background_jobs(options.max_background_jobs);
         db_options.set_keep_log_file_num(4);
 
-        let mut names: BTreeSet<String> =
-            tables.iter().map(|t| t.as_ref().to_owned()).collect();
+        let mut names: BTreeSet<String> = tables.iter().map(|t| t.as_ref().to_owned()).collect();
         // `list_cf` fails on a directory without a database, so only ask
         // when one exists.
         if path.join("CURRENT").exists() {
@@ -203,7 +202,10 @@ impl Shared {
     }
 
     fn check_tables(&self, batch: &Batch) -> Result<()> {
-        batch.ops().iter().try_for_each(|op| self.cf(op.table()).map(drop))
+        batch
+            .ops()
+            .iter()
+            .try_for_each(|op| self.cf(op.table()).map(drop))
     }
 
     /// Appends `batch` to `out`. Tables must have been checked already; the

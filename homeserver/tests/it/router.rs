@@ -40,6 +40,7 @@ async fn json_of_the_wrong_shape_is_m_bad_json_naming_the_field() {
         .call(Method::POST, "/_matrix/client/v3/login", None, Some(json!({"type": "m.login.password", "user": "a", "password": 5})))
         .await;
     reply.assert_error(StatusCode::BAD_REQUEST, "M_BAD_JSON");
+    assert!(reply.body["error"].as_str().unwrap().starts_with("password:"), "{}", reply.body);
     let reply = app.call(Method::POST, "/_matrix/client/v3/user/@a:test.local/filter", Some("x"), Some(json!([1]))).await;
     // auth runs before the body is parsed: an unknown token wins
     reply.assert_error(StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
@@ -48,7 +49,7 @@ async fn json_of_the_wrong_shape_is_m_bad_json_naming_the_field() {
         .call(Method::PUT, "/_matrix/client/v3/devices/NOPE", Some(&token), Some(json!({"display_name": 12})))
         .await;
     reply.assert_error(StatusCode::BAD_REQUEST, "M_BAD_JSON");
-    assert!(reply.body["error"].as_str().unwrap().contains("display_name") || reply.body["error"].as_str().unwrap().contains("string"), "{}", reply.body);
+    assert!(reply.body["error"].as_str().unwrap().starts_with("display_name:"), "{}", reply.body);
 }
 
 #[tokio::test]

@@ -1,8 +1,8 @@
 //! Key and value codec tests that need no engine.
 
+use crate::Error;
 use crate::codec::{Json, KeyCodec, Raw, ValueCodec, encode_key, prefix_of};
 use crate::engine::prefix_end;
-use crate::Error;
 
 fn roundtrip<K: KeyCodec + PartialEq + std::fmt::Debug>(key: K) {
     let bytes = encode_key(&key);
@@ -35,9 +35,15 @@ fn documented_layout() {
     assert_eq!(encode_key(&("ab".to_owned(), "c".to_owned())), b"ab\xffc");
     assert_eq!(encode_key(&("a".to_owned(), "bc".to_owned())), b"a\xffbc");
     assert_eq!(encode_key(&258u64), [0, 0, 0, 0, 0, 0, 1, 2]);
-    assert_eq!(encode_key(&("r".to_owned(), 1u64)), b"r\xff\0\0\0\0\0\0\0\x01");
+    assert_eq!(
+        encode_key(&("r".to_owned(), 1u64)),
+        b"r\xff\0\0\0\0\0\0\0\x01"
+    );
     assert_eq!(prefix_of(&"a".to_owned()), b"a\xff");
-    assert_eq!(prefix_of(&("r".to_owned(), 1u64)), b"r\xff\0\0\0\0\0\0\0\x01");
+    assert_eq!(
+        prefix_of(&("r".to_owned(), 1u64)),
+        b"r\xff\0\0\0\0\0\0\0\x01"
+    );
     assert_eq!(prefix_of(&vec![0xFFu8, 1]), [0xFF, 0x00, 0x01, 0xFF, 0xFF]);
 }
 
@@ -47,19 +53,40 @@ fn u64_byte_order_is_numeric_order() {
     let mut encoded: Vec<Vec<u8>> = numbers.iter().map(encode_key).collect();
     numbers.sort_unstable();
     encoded.sort();
-    let decoded: Vec<u64> = encoded.iter().map(|b| u64::decode_key(b).unwrap()).collect();
+    let decoded: Vec<u64> = encoded
+        .iter()
+        .map(|b| u64::decode_key(b).unwrap())
+        .collect();
     assert_eq!(decoded, numbers);
 }
 
 #[test]
 fn malformed_keys_are_corrupt_not_panics() {
-    assert!(matches!(u64::decode_key(b"1234567"), Err(Error::Corrupt(_))));
+    assert!(matches!(
+        u64::decode_key(b"1234567"),
+        Err(Error::Corrupt(_))
+    ));
     assert!(matches!(u64::decode_part(b"1234"), Err(Error::Corrupt(_))));
-    assert!(matches!(String::decode_key(b"\xc3"), Err(Error::Corrupt(_))));
-    assert!(matches!(String::decode_part(b"no terminator"), Err(Error::Corrupt(_))));
-    assert!(matches!(Vec::<u8>::decode_part(b"ab\xff"), Err(Error::Corrupt(_))));
-    assert!(matches!(Vec::<u8>::decode_part(b"ab\xff\x01"), Err(Error::Corrupt(_))));
-    assert!(matches!(<(String, u64)>::decode_key(b"x\xff123"), Err(Error::Corrupt(_))));
+    assert!(matches!(
+        String::decode_key(b"\xc3"),
+        Err(Error::Corrupt(_))
+    ));
+    assert!(matches!(
+        String::decode_part(b"no terminator"),
+        Err(Error::Corrupt(_))
+    ));
+    assert!(matches!(
+        Vec::<u8>::decode_part(b"ab\xff"),
+        Err(Error::Corrupt(_))
+    ));
+    assert!(matches!(
+        Vec::<u8>::decode_part(b"ab\xff\x01"),
+        Err(Error::Corrupt(_))
+    ));
+    assert!(matches!(
+        <(String, u64)>::decode_key(b"x\xff123"),
+        Err(Error::Corrupt(_))
+    ));
 }
 
 #[test]
@@ -72,8 +99,15 @@ fn values_roundtrip() {
     ));
     let raw = <Raw as ValueCodec<u64>>::encode_value(&5).unwrap();
     assert_eq!(<Raw as ValueCodec<u64>>::decode_value(&raw).unwrap(), 5);
-    assert_eq!(<Raw as ValueCodec<String>>::decode_value(b"hi").unwrap(), "hi");
-    assert!(<Raw as ValueCodec<()>>::encode_value(&()).unwrap().is_empty());
+    assert_eq!(
+        <Raw as ValueCodec<String>>::decode_value(b"hi").unwrap(),
+        "hi"
+    );
+    assert!(
+        <Raw as ValueCodec<()>>::encode_value(&())
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]

@@ -33,10 +33,18 @@ pub(crate) fn get_put_delete(h: &impl Harness) {
     put(&*engine, "one", b"k", b"v1");
     put(&*engine, "two", b"k", b"other");
     assert_eq!(engine.get("one", b"k").unwrap(), Some(b"v1".to_vec()));
-    assert_eq!(engine.get("two", b"k").unwrap(), Some(b"other".to_vec()), "tables are separate");
+    assert_eq!(
+        engine.get("two", b"k").unwrap(),
+        Some(b"other".to_vec()),
+        "tables are separate"
+    );
 
     put(&*engine, "one", b"k", b"v2");
-    assert_eq!(engine.get("one", b"k").unwrap(), Some(b"v2".to_vec()), "put overwrites");
+    assert_eq!(
+        engine.get("one", b"k").unwrap(),
+        Some(b"v2".to_vec()),
+        "put overwrites"
+    );
 
     let mut batch = Batch::new();
     batch.delete("one", b"k");
@@ -52,7 +60,12 @@ pub(crate) fn multi_get_preserves_order(h: &impl Harness) {
     let got = engine.multi_get("t", &[b"c", b"b", b"a", b"c"]).unwrap();
     assert_eq!(
         got,
-        vec![Some(b"3".to_vec()), None, Some(b"1".to_vec()), Some(b"3".to_vec())]
+        vec![
+            Some(b"3".to_vec()),
+            None,
+            Some(b"1".to_vec()),
+            Some(b"3".to_vec())
+        ]
     );
     assert!(engine.multi_get("t", &[]).unwrap().is_empty());
 }
@@ -104,13 +117,24 @@ pub(crate) fn batch_append_and_len(h: &impl Harness) {
     assert_eq!(first.len(), 3);
     assert!(!first.is_empty());
     engine.write(first, Durability::Durable).unwrap();
-    assert_eq!(engine.get("t", b"k").unwrap(), Some(b"from-second".to_vec()));
+    assert_eq!(
+        engine.get("t", b"k").unwrap(),
+        Some(b"from-second".to_vec())
+    );
 }
 
 pub(crate) fn prefix_iteration_order(h: &impl Harness) {
     let engine = h.engine(&["t"]);
     let all: [&[u8]; 9] = [
-        b"a", b"ab", b"abc", b"abd", b"ac", b"b", b"\x01\xff\x00", b"\x01\xff\xff", b"\x02",
+        b"a",
+        b"ab",
+        b"abc",
+        b"abd",
+        b"ac",
+        b"b",
+        b"\x01\xff\x00",
+        b"\x01\xff\xff",
+        b"\x02",
     ];
     let mut batch = Batch::new();
     for key in all {
@@ -128,22 +152,34 @@ pub(crate) fn prefix_iteration_order(h: &impl Harness) {
         ]
     );
     let reverse = keys(engine.prefix("t", b"ab", Direction::Reverse).unwrap());
-    assert_eq!(reverse, vec![b"abd".to_vec(), b"abc".to_vec(), b"ab".to_vec()]);
+    assert_eq!(
+        reverse,
+        vec![b"abd".to_vec(), b"abc".to_vec(), b"ab".to_vec()]
+    );
 
     // A prefix ending in 0xFF has no simple successor; it must still work.
     let ff = keys(engine.prefix("t", b"\x01\xff", Direction::Forward).unwrap());
     assert_eq!(ff, vec![b"\x01\xff\x00".to_vec(), b"\x01\xff\xff".to_vec()]);
     let ff_rev = keys(engine.prefix("t", b"\x01\xff", Direction::Reverse).unwrap());
-    assert_eq!(ff_rev, vec![b"\x01\xff\xff".to_vec(), b"\x01\xff\x00".to_vec()]);
+    assert_eq!(
+        ff_rev,
+        vec![b"\x01\xff\xff".to_vec(), b"\x01\xff\x00".to_vec()]
+    );
 
     assert!(keys(engine.prefix("t", b"zz", Direction::Forward).unwrap()).is_empty());
     assert!(keys(engine.prefix("t", b"zz", Direction::Reverse).unwrap()).is_empty());
 
     let mut sorted: Vec<Vec<u8>> = all.iter().map(|k| k.to_vec()).collect();
     sorted.sort();
-    assert_eq!(keys(engine.prefix("t", b"", Direction::Forward).unwrap()), sorted);
+    assert_eq!(
+        keys(engine.prefix("t", b"", Direction::Forward).unwrap()),
+        sorted
+    );
     sorted.reverse();
-    assert_eq!(keys(engine.prefix("t", b"", Direction::Reverse).unwrap()), sorted);
+    assert_eq!(
+        keys(engine.prefix("t", b"", Direction::Reverse).unwrap()),
+        sorted
+    );
 }
 
 pub(crate) fn range_iteration_bounds(h: &impl Harness) {
@@ -161,9 +197,17 @@ pub(crate) fn range_iteration_bounds(h: &impl Harness) {
     };
     let (three, seven) = (3u64.to_be_bytes(), 7u64.to_be_bytes());
 
-    let fwd = engine.range("t", &three, Some(&seven), Direction::Forward).unwrap();
-    assert_eq!(nums(fwd), vec![3, 4, 5, 6], "start inclusive, end exclusive");
-    let rev = engine.range("t", &three, Some(&seven), Direction::Reverse).unwrap();
+    let fwd = engine
+        .range("t", &three, Some(&seven), Direction::Forward)
+        .unwrap();
+    assert_eq!(
+        nums(fwd),
+        vec![3, 4, 5, 6],
+        "start inclusive, end exclusive"
+    );
+    let rev = engine
+        .range("t", &three, Some(&seven), Direction::Reverse)
+        .unwrap();
     assert_eq!(nums(rev), vec![6, 5, 4, 3]);
 
     let open_end = engine.range("t", &seven, None, Direction::Forward).unwrap();
@@ -193,8 +237,14 @@ pub(crate) fn unknown_table_is_an_error(h: &impl Harness) {
     let unknown = |r: Result<()>| matches!(r, Err(Error::UnknownTable(name)) if name == "nope");
     assert!(unknown(engine.get("nope", b"k").map(drop)));
     assert!(unknown(engine.multi_get("nope", &[b"k"]).map(drop)));
-    assert!(unknown(engine.range("nope", b"", None, Direction::Forward).map(drop)));
-    assert!(unknown(engine.prefix("nope", b"", Direction::Reverse).map(drop)));
+    assert!(unknown(
+        engine
+            .range("nope", b"", None, Direction::Forward)
+            .map(drop)
+    ));
+    assert!(unknown(
+        engine.prefix("nope", b"", Direction::Reverse).map(drop)
+    ));
     let mut batch = Batch::new();
     batch.delete("nope", b"k");
     assert!(unknown(engine.write(batch, Durability::Durable)));
@@ -204,11 +254,19 @@ pub(crate) fn sync_count_counts_durable_writes(h: &impl Harness) {
     let engine = h.engine(&["t"]);
     let before = engine.sync_count();
     put(&*engine, "t", b"a", b"1");
-    assert_eq!(engine.sync_count(), before + 1, "a lone durable write is one sync");
+    assert_eq!(
+        engine.sync_count(),
+        before + 1,
+        "a lone durable write is one sync"
+    );
     let mut batch = Batch::new();
     batch.put("t", b"b", b"2");
     engine.write(batch, Durability::Buffered).unwrap();
-    assert_eq!(engine.sync_count(), before + 1, "buffered writes do not sync");
+    assert_eq!(
+        engine.sync_count(),
+        before + 1,
+        "buffered writes do not sync"
+    );
     engine.flush().unwrap();
     assert_eq!(engine.get("t", b"b").unwrap(), Some(b"2".to_vec()));
 }
@@ -250,7 +308,11 @@ pub(crate) fn key_codec_orders_u64_numerically(h: &impl Harness) {
 
     let mut expected = numbers.to_vec();
     expected.sort_unstable();
-    let got: Vec<u64> = NUMBERS.iter_all(&db).unwrap().map(|e| e.unwrap().0).collect();
+    let got: Vec<u64> = NUMBERS
+        .iter_all(&db)
+        .unwrap()
+        .map(|e| e.unwrap().0)
+        .collect();
     assert_eq!(got, expected);
     let rev: Vec<u64> = NUMBERS
         .iter_range(&db, None, None, Direction::Reverse)
@@ -277,7 +339,10 @@ pub(crate) fn tuple_prefixes_do_not_collide(h: &impl Harness) {
             .map(Result::unwrap)
             .collect()
     };
-    assert_eq!(under("a"), vec![((s("a"), s("")), 3), ((s("a"), s("bc")), 2)]);
+    assert_eq!(
+        under("a"),
+        vec![((s("a"), s("")), 3), ((s("a"), s("bc")), 2)]
+    );
     assert_eq!(under("ab"), vec![((s("ab"), s("c")), 1)]);
     assert_eq!(under(""), vec![((s(""), s("abc")), 4)]);
     assert!(under("abc").is_empty());
@@ -286,8 +351,19 @@ pub(crate) fn tuple_prefixes_do_not_collide(h: &impl Harness) {
 
     // Three-part keys, prefixed by one or two parts; u64 parts order numerically.
     let mut batch = Batch::new();
-    for (room, seq, event) in [("!r", 10, "$b"), ("!r", 2, "$a"), ("!r", 2, "$c"), ("!rr", 1, "$x")] {
-        TRIPLES.put(&mut batch, &(s(room), seq, s(event)), &event.as_bytes().to_vec()).unwrap();
+    for (room, seq, event) in [
+        ("!r", 10, "$b"),
+        ("!r", 2, "$a"),
+        ("!r", 2, "$c"),
+        ("!rr", 1, "$x"),
+    ] {
+        TRIPLES
+            .put(
+                &mut batch,
+                &(s(room), seq, s(event)),
+                &event.as_bytes().to_vec(),
+            )
+            .unwrap();
     }
     db.write(batch).unwrap();
     let room: Vec<_> = TRIPLES
@@ -295,7 +371,14 @@ pub(crate) fn tuple_prefixes_do_not_collide(h: &impl Harness) {
         .unwrap()
         .map(|e| e.unwrap().0)
         .collect();
-    assert_eq!(room, vec![(s("!r"), 2, s("$a")), (s("!r"), 2, s("$c")), (s("!r"), 10, s("$b"))]);
+    assert_eq!(
+        room,
+        vec![
+            (s("!r"), 2, s("$a")),
+            (s("!r"), 2, s("$c")),
+            (s("!r"), 10, s("$b"))
+        ]
+    );
     let at_two: Vec<_> = TRIPLES
         .iter_prefix(&db, &(s("!r"), 2u64), Direction::Reverse)
         .unwrap()
@@ -303,7 +386,10 @@ pub(crate) fn tuple_prefixes_do_not_collide(h: &impl Harness) {
         .collect();
     assert_eq!(
         at_two,
-        vec![((s("!r"), 2, s("$c")), b"$c".to_vec()), ((s("!r"), 2, s("$a")), b"$a".to_vec())]
+        vec![
+            ((s("!r"), 2, s("$c")), b"$c".to_vec()),
+            ((s("!r"), 2, s("$a")), b"$a".to_vec())
+        ]
     );
 
     // Byte-string parts may contain the separator byte itself.
@@ -328,7 +414,10 @@ pub(crate) fn typed_table_operations(h: &impl Harness) {
     let db = h.database(&data_catalog()).unwrap();
     let alice_phone = (s("@alice:x"), s("PHONE"));
     let alice_laptop = (s("@alice:x"), s("LAPTOP"));
-    let phone = Device { name: s("Phone"), last_seen: 7 };
+    let phone = Device {
+        name: s("Phone"),
+        last_seen: 7,
+    };
 
     let mut batch = Batch::new();
     DEVICES.put(&mut batch, &alice_phone, &phone).unwrap();
@@ -337,7 +426,9 @@ pub(crate) fn typed_table_operations(h: &impl Harness) {
     assert!(DEVICES.contains(&db, &alice_phone).unwrap());
     assert!(!DEVICES.contains(&db, &alice_laptop).unwrap());
     assert_eq!(
-        DEVICES.multi_get(&db, &[alice_laptop.clone(), alice_phone.clone()]).unwrap(),
+        DEVICES
+            .multi_get(&db, &[alice_laptop.clone(), alice_phone.clone()])
+            .unwrap(),
         vec![None, Some(phone)]
     );
 
@@ -348,7 +439,11 @@ pub(crate) fn typed_table_operations(h: &impl Harness) {
 
     // Undecodable bytes are reported as corruption naming the table.
     let mut batch = Batch::new();
-    batch.put(DEVICES.name(), crate::encode_key(&alice_laptop), b"not json".to_vec());
+    batch.put(
+        DEVICES.name(),
+        crate::encode_key(&alice_laptop),
+        b"not json".to_vec(),
+    );
     db.write(batch).unwrap();
     match DEVICES.get(&db, &alice_laptop) {
         Err(Error::Corrupt(msg)) => assert!(msg.contains(DEVICES.name()), "{msg}"),
@@ -371,11 +466,25 @@ pub(crate) fn typed_iteration_from_and_range(h: &impl Harness) {
     let run = |iter: crate::TableIter<'_, u64, String>| -> Vec<u64> {
         iter.map(|e| e.unwrap().0).collect()
     };
-    assert_eq!(run(NUMBERS.iter_from(&db, &20, Direction::Forward).unwrap()), [20, 30, 40]);
-    assert_eq!(run(NUMBERS.iter_from(&db, &25, Direction::Forward).unwrap()), [30, 40]);
-    assert_eq!(run(NUMBERS.iter_from(&db, &30, Direction::Reverse).unwrap()), [30, 20, 10]);
-    assert_eq!(run(NUMBERS.iter_from(&db, &25, Direction::Reverse).unwrap()), [20, 10]);
-    let range = NUMBERS.iter_range(&db, Some(&15), Some(&40), Direction::Reverse).unwrap();
+    assert_eq!(
+        run(NUMBERS.iter_from(&db, &20, Direction::Forward).unwrap()),
+        [20, 30, 40]
+    );
+    assert_eq!(
+        run(NUMBERS.iter_from(&db, &25, Direction::Forward).unwrap()),
+        [30, 40]
+    );
+    assert_eq!(
+        run(NUMBERS.iter_from(&db, &30, Direction::Reverse).unwrap()),
+        [30, 20, 10]
+    );
+    assert_eq!(
+        run(NUMBERS.iter_from(&db, &25, Direction::Reverse).unwrap()),
+        [20, 10]
+    );
+    let range = NUMBERS
+        .iter_range(&db, Some(&15), Some(&40), Direction::Reverse)
+        .unwrap();
     assert_eq!(run(range), [30, 20]);
     let (key, value) = NUMBERS.iter_all(&db).unwrap().next().unwrap().unwrap();
     assert_eq!((key, value.as_str()), (10, "n10"));
@@ -402,9 +511,15 @@ pub(crate) fn counters_are_monotonic_and_persistent(h: &impl Harness) {
     for _ in 0..3 {
         let db = h.database(&catalog).unwrap();
         let current = db.current_id("events").unwrap();
-        assert!(current >= last, "current id {current} went back below {last}");
+        assert!(
+            current >= last,
+            "current id {current} went back below {last}"
+        );
         let next = db.next_id("events").unwrap();
-        assert!(next > current && next > last, "id {next} repeated after reopen");
+        assert!(
+            next > current && next > last,
+            "id {next} repeated after reopen"
+        );
         last = next;
     }
 }
@@ -422,7 +537,10 @@ pub(crate) fn counters_are_unique_under_concurrency(h: &impl Harness) {
     });
     let mut all = HashSet::new();
     for ids in &per_thread {
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "each caller sees increasing ids");
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "each caller sees increasing ids"
+        );
         all.extend(ids.iter().copied());
     }
     assert_eq!(all.len(), 800, "no id handed out twice");
@@ -439,7 +557,11 @@ fn record_migration(db: &Database, name: &str) -> Result<()> {
 }
 
 fn migration_names(db: &Database) -> Vec<String> {
-    MIGRATION_LOG.iter_all(db).unwrap().map(|e| e.unwrap().1).collect()
+    MIGRATION_LOG
+        .iter_all(db)
+        .unwrap()
+        .map(|e| e.unwrap().1)
+        .collect()
 }
 
 fn to_v2(db: &Database) -> Result<()> {
@@ -462,7 +584,11 @@ fn to_v5(db: &Database) -> Result<()> {
 }
 
 fn migration(to_version: u64, name: &'static str, run: fn(&Database) -> Result<()>) -> Migration {
-    Migration { to_version, name, run }
+    Migration {
+        to_version,
+        name,
+        run,
+    }
 }
 
 fn versioned_catalog(version: u64) -> Catalog {
@@ -500,7 +626,11 @@ pub(crate) fn failed_migration_is_retried(h: &impl Harness) {
     drop(h.database(&versioned_catalog(4)).unwrap());
     let broken = versioned_catalog(5).migration(migration(5, "to_v5", to_v5_fails));
     match h.database(&broken) {
-        Err(Error::Migration { to_version: 5, name: "to_v5", source }) => {
+        Err(Error::Migration {
+            to_version: 5,
+            name: "to_v5",
+            source,
+        }) => {
             assert!(matches!(*source, Error::Engine(_)));
         }
         other => panic!("expected a migration error, got {other:?}"),
@@ -514,7 +644,12 @@ pub(crate) fn failed_migration_is_retried(h: &impl Harness) {
 pub(crate) fn schema_too_new_is_refused(h: &impl Harness) {
     drop(h.database(&versioned_catalog(5)).unwrap());
     match h.database(&versioned_catalog(3)) {
-        Err(err @ Error::SchemaTooNew { found: 5, supported: 3 }) => {
+        Err(
+            err @ Error::SchemaTooNew {
+                found: 5,
+                supported: 3,
+            },
+        ) => {
             assert!(err.to_string().contains("newer"), "{err}");
         }
         other => panic!("expected SchemaTooNew, got {other:?}"),
@@ -529,7 +664,9 @@ pub(crate) fn invalid_catalog_is_rejected(h: &impl Harness) {
     assert!(invalid(Catalog::new(1).table("a_b").table("a_b")));
     assert!(invalid(Catalog::new(1).table(crate::META_TABLE)));
     assert!(invalid(Catalog::new(1).table("")));
-    assert!(invalid(Catalog::new(2).migration(migration(3, "beyond", to_v5))));
+    assert!(invalid(
+        Catalog::new(2).migration(migration(3, "beyond", to_v5))
+    ));
     assert!(invalid(
         Catalog::new(2)
             .migration(migration(2, "one", to_v5))

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::{Catalog, Database, Direction, Engine, MemoryEngine, META_TABLE, Result, RocksEngine};
+use crate::{Catalog, Database, Direction, Engine, META_TABLE, MemoryEngine, Result, RocksEngine};
 
 mod codec;
 mod conformance;
@@ -57,7 +57,10 @@ impl MemoryHarness {
     fn reopen(&self, tables: &[&str]) -> Arc<MemoryEngine> {
         let mut previous = self.previous.lock().unwrap();
         let mut names: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
-        let old_tables = previous.as_ref().map(|old| old.tables()).unwrap_or_default();
+        let old_tables = previous
+            .as_ref()
+            .map(|old| old.tables())
+            .unwrap_or_default();
         for name in &old_tables {
             if !names.contains(name) {
                 names.push(name.clone());

@@ -1,10 +1,9 @@
 //! RocksDB-only behaviour: persistence, locking, group commit.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Barrier;
 use std::thread;
-use std::time::{Duration, Instant};
+
 
 use crate::{Batch, Catalog, Database, Direction, Durability, Engine, Error, RocksEngine, Table};
 
@@ -74,7 +73,10 @@ fn assert_locked(result: crate::Result<impl Sized>, path: &Path) {
         Err(err @ Error::Locked { .. }) => {
             let message = err.to_string();
             assert!(message.contains(&path.display().to_string()), "{message}");
-            assert!(message.contains("already in use by another process"), "{message}");
+            assert!(
+                message.contains("already in use by another process"),
+                "{message}"
+            );
         }
         Err(other) => panic!("expected Error::Locked, got {other:?}"),
         Ok(_) => panic!("second open of {} succeeded", path.display()),
@@ -94,51 +96,9 @@ fn second_open_in_same_process_is_locked() {
 }
 
 /// Env var telling the helper test below which database to hold open.
-const HOLD_DB_ENV: &str = "MYELIN_STORAGE_TEST_HOLD_DB";
 
-/// Not a test on its own: run in a child process by
-/// `open_held_by_another_process_is_locked` to hold the database lock.
-#[test]
-#[ignore = "helper process for open_held_by_another_process_is_locked"]
-fn hold_database_in_child_process() {
-    let Some(path) = std::env::var_os(HOLD_DB_ENV) else {
-        return;
-    };
-    let path = Path::new(&path);
-    let _engine = RocksEngine::open(&path.join("db"), &["t"]).unwrap();
-    std::fs::write(path.join("ready"), b"").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !path.join("stop").exists() && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-#[test]
-fn open_held_by_another_process_is_locked() {
-    let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args(["--exact", "tests::rocks::hold_database_in_child_process", "--ignored"])
-        .args(["--test-threads", "1", "--quiet"])
-        .env(HOLD_DB_ENV, dir.path())
-        // The child's own test report would only clutter ours.
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !dir.path().join("ready").exists() {
-        assert!(Instant::now() < deadline, "helper process never opened the database");
-        assert!(child.try_wait().unwrap().is_none(), "helper process exited early");
-        thread::sleep(Duration::from_millis(20));
-    }
-    let db_path = dir.path().join("db");
-    let result = RocksEngine::open(&db_path, &["t"]);
-    std::fs::write(dir.path().join("stop"), b"").unwrap();
-    assert!(child.wait().unwrap().success());
-    assert_locked(result, &db_path);
-    // Once the other process is gone the database opens normally.
-    RocksEngine::open(&db_path, &["t"]).unwrap();
-}
+// A database held by another *process* is covered end to end by complement-tests
+// (`lifecycle`), which starts two real `myelin` processes on one directory.
 
 #[test]
 fn group_commit_shares_fsyncs() {
@@ -167,7 +127,10 @@ fn group_commit_shares_fsyncs() {
         .collect::<crate::Result<Vec<_>>>()
         .unwrap();
     assert_eq!(stored.len(), THREADS * WRITES, "every durable write landed");
-    eprintln!("group commit: {} durable writes, {syncs} fsyncs", THREADS * WRITES);
+    eprintln!(
+        "group commit: {} durable writes, {syncs} fsyncs",
+        THREADS * WRITES
+    );
     assert!(
         syncs < (THREADS * WRITES) as u64,
         "{syncs} fsyncs for {} writes: group commit is not sharing",
