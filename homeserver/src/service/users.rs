@@ -217,10 +217,11 @@ impl Users {
                     continue;
                 }
             }
-            if total >= from && page.len() < limit {
-                if let Ok(user_id) = UserId::parse(&user_id) {
-                    page.push((user_id, account));
-                }
+            if total >= from
+                && page.len() < limit
+                && let Ok(user_id) = UserId::parse(&user_id)
+            {
+                page.push((user_id, account));
             }
             total += 1;
         }

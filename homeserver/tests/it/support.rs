@@ -11,10 +11,12 @@ use tower::ServiceExt;
 
 /// A configuration for tests: a throw-away database, a cheap password hash, no rate limits.
 pub fn test_config(dir: &TempDir) -> Config {
-    let mut config = Config::default();
-    config.server_name = "test.local".to_owned();
-    config.database_path = dir.path().join("db");
-    config.listen = "127.0.0.1:0".to_owned();
+    let mut config = Config {
+        server_name: "test.local".to_owned(),
+        database_path: dir.path().join("db"),
+        listen: "127.0.0.1:0".to_owned(),
+        ..Config::default()
+    };
     config.password.argon2_memory_kib = 64;
     config.password.argon2_iterations = 1;
     config.rate_limits.enabled = false;

@@ -98,14 +98,14 @@ pub async fn delete_profile_field_route(
 
 async fn update_field(services: &Services, user_id: &UserId, field: ProfileFieldName, value: Option<Value>) -> Result<()> {
     let name = field.as_str().to_owned();
-    if let Some(value) = &value {
-        if serde_json::to_vec(value).map_or(0, |v| v.len()) + name.len() > MAX_PROFILE_BYTES {
-            return Err(Error::matrix(
-                http::StatusCode::BAD_REQUEST,
-                ruma::api::error::ErrorKind::ProfileTooLarge,
-                "Profile is too large",
-            ));
-        }
+    if let Some(value) = &value
+        && serde_json::to_vec(value).map_or(0, |v| v.len()) + name.len() > MAX_PROFILE_BYTES
+    {
+        return Err(Error::matrix(
+            http::StatusCode::BAD_REQUEST,
+            ruma::api::error::ErrorKind::ProfileTooLarge,
+            "Profile is too large",
+        ));
     }
     let as_string = |value: &Option<Value>| -> Result<Option<String>> {
         match value {

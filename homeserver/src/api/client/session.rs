@@ -66,7 +66,7 @@ pub async fn logout_route(
     request: Ruma<logout::v3::Request>,
 ) -> Result<RumaResponse<logout::v3::Response>> {
     let sender = request.sender()?;
-    services.sessions.delete_devices(&sender.user_id, &[sender.device_id.clone()]).await?;
+    services.sessions.delete_devices(&sender.user_id, std::slice::from_ref(&sender.device_id)).await?;
     Ok(RumaResponse(logout::v3::Response::new()))
 }
 
