@@ -69,6 +69,11 @@ config_section! {
         /// Default: unset.
         pub admin_contact: Option<String> = None; example = "\"mailto:admin@example.org\"",
 
+        /// Room version of rooms created without an explicit `room_version`,
+        /// one of "1" to "12".
+        /// Default: "12" (as Synapse).
+        pub default_room_version: String = "12".to_owned(),
+
         /// Logging.
         pub log: LogConfig = LogConfig::default(),
 

@@ -145,7 +145,7 @@ pub(crate) fn join_key(prefix: &str, name: &str) -> String {
 /// doc comment and a default value, plus (for keys unset by default) an
 /// example value:
 ///
-/// ```ignore
+/// ```text
 /// config_section! {
 ///     /// Section docs.
 ///     pub struct LogConfig {

@@ -5,6 +5,9 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use crate::error::ConfigError;
 use crate::model::{Config, RateLimit, RegistrationMode, split_server_name};
 
+/// Room versions the server can create rooms in.
+const SUPPORTED_ROOM_VERSIONS: &[&str] = &["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"];
+
 impl Config {
     /// Checks every value and cross-key rule. Errors name the offending key;
     /// all problems are reported at once (as [`ConfigError::Multiple`] when
@@ -34,6 +37,12 @@ impl Config {
         check("registration_tokens", self.check_registration_tokens());
         if let Some(secret) = &self.registration_shared_secret {
             check("registration_shared_secret", not_blank(secret));
+        }
+        if !SUPPORTED_ROOM_VERSIONS.contains(&self.default_room_version.as_str()) {
+            check(
+                "default_room_version",
+                Err(format!("{:?} is not a supported room version (1 to 12)", self.default_room_version)),
+            );
         }
         if let Some(contact) = &self.admin_contact {
             check("admin_contact", not_blank(contact));

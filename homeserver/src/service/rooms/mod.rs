@@ -1,0 +1,424 @@
+//! The room engine: rooms are Matrix event graphs of signed PDUs.
+//!
+//! Local sends take the path federated PDUs will take: build → auth check against the current
+//! state → persist → notify. Appends to one room are serialised by a per-room lock, so
+//! concurrent local sends never fork the graph by accident.
+
+pub mod membership;
+pub mod records;
+pub mod short;
+pub mod state;
+pub mod timeline;
+mod format;
+mod visibility;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use myelin_federation::{
+    ServerSigningKey,
+    auth::{auth_types_for, check_auth, select_auth_events},
+    pdu::{Pdu, PduTemplate, build_pdu, redact_pdu},
+};
+use myelin_storage::{Batch, Database};
+use rand::{Rng, distributions::Alphanumeric};
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId,
+    RoomVersionId, UserId, events::StateEventType,
+};
+use serde_json::Value;
+
+pub use self::{
+    membership::{Membership, MembershipEntry},
+    records::{Records, RoomRecord},
+    short::ShortIds,
+    state::StateStore,
+    timeline::{StoredEvent, StreamPositions, Timeline},
+};
+use super::notifier::Notifier;
+use crate::{
+    error::{Error, Result},
+    util::now_millis,
+};
+
+/// Every table of the room engine.
+pub fn tables() -> impl Iterator<Item = &'static str> {
+    [short::TABLES, state::TABLES, timeline::TABLES, membership::TABLES, records::TABLES].into_iter().flatten().copied()
+}
+
+/// The largest PDU the spec allows, in canonical JSON bytes.
+pub const MAX_PDU_BYTES: usize = 65_536;
+
+/// What a local user asks to send.
+#[derive(Clone, Debug)]
+pub struct EventDraft {
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub content: Value,
+    pub redacts: Option<OwnedEventId>,
+}
+
+impl EventDraft {
+    pub fn message(event_type: impl Into<String>, content: Value) -> Self {
+        Self { event_type: event_type.into(), state_key: None, content, redacts: None }
+    }
+
+    pub fn state(event_type: impl Into<String>, state_key: impl Into<String>, content: Value) -> Self {
+        Self { event_type: event_type.into(), state_key: Some(state_key.into()), content, redacts: None }
+    }
+}
+
+/// Who sent a local event from which device and transaction, for idempotency and
+/// `unsigned.transaction_id`.
+#[derive(Clone, Debug)]
+pub struct Transaction {
+    pub device_id: String,
+    pub txn_id: String,
+}
+
+#[derive(Clone)]
+pub struct Rooms {
+    db: Database,
+    server_name: OwnedServerName,
+    signing_key: Arc<ServerSigningKey>,
+    pub short: ShortIds,
+    pub state: StateStore,
+    pub timeline: Timeline,
+    pub stream: StreamPositions,
+    pub membership: Membership,
+    pub records: Records,
+    pub notifier: Notifier,
+    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+/// A room's current state as (type, state_key) → event ID.
+pub type StateMap = HashMap<(String, String), String>;
+
+impl Rooms {
+    pub fn new(db: Database, server_name: OwnedServerName, signing_key: Arc<ServerSigningKey>) -> Result<Self> {
+        Ok(Self {
+            short: ShortIds::new(db.clone()),
+            state: StateStore::new(db.clone()),
+            timeline: Timeline::new(db.clone()),
+            stream: StreamPositions::new(db.clone())?,
+            membership: Membership::new(db.clone()),
+            records: Records::new(db.clone()),
+            notifier: Notifier::default(),
+            locks: Arc::default(),
+            db,
+            server_name,
+            signing_key,
+        })
+    }
+
+    pub fn server_name(&self) -> &ruma::ServerName {
+        &self.server_name
+    }
+
+    fn room_lock(&self, room_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        locks.entry(room_id.to_owned()).or_default().clone()
+    }
+
+    /// The room's record, or 404 `M_NOT_FOUND`.
+    pub fn room(&self, room_id: &RoomId) -> Result<RoomRecord> {
+        self.records.room(room_id.as_str())?.ok_or_else(|| Error::not_found("Unknown room"))
+    }
+
+    pub fn room_version(&self, record: &RoomRecord) -> Result<RoomVersionId> {
+        RoomVersionId::try_from(record.version.as_str()).map_err(|e| Error::internal(format!("stored room version: {e}")))
+    }
+
+    /// The state of a state group as (type, state_key) → event ID.
+    pub fn state_map(&self, group: u64) -> Result<StateMap> {
+        let short_state = self.state.load(group)?;
+        let mut map = HashMap::with_capacity(short_state.len());
+        for (key, event) in short_state.iter() {
+            map.insert(self.short.state_key_of(*key)?, self.short.event_id(*event)?);
+        }
+        Ok(map)
+    }
+
+    /// One state event of a group, if set.
+    pub fn state_event(&self, group: u64, event_type: &str, state_key: &str) -> Result<Option<StoredEvent>> {
+        let Some(key) = self.short.state_key(&(event_type.to_owned(), state_key.to_owned()))? else {
+            return Ok(None);
+        };
+        let Some(short) = self.state.load(group)?.get(&key).copied() else { return Ok(None) };
+        self.timeline.get(short)
+    }
+
+    pub fn event(&self, event_id: &str) -> Result<Option<(u64, StoredEvent)>> {
+        let Some(short) = self.short.event(event_id)? else { return Ok(None) };
+        Ok(self.timeline.get(short)?.map(|event| (short, event)))
+    }
+
+    fn pdu_of(&self, event_id: &EventId) -> Option<Pdu> {
+        let (_, stored) = self.event(event_id.as_str()).ok()??;
+        let json = canonical(&stored.pdu).ok()?;
+        Pdu::new(event_id.to_owned(), json).ok()
+    }
+
+    /// Appends a local event to an existing room and returns its ID. A send repeated with the
+    /// same device and transaction ID returns the first event's ID instead of sending again.
+    pub async fn append(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        draft: EventDraft,
+        transaction: Option<Transaction>,
+    ) -> Result<OwnedEventId> {
+        let lock = self.room_lock(room_id.as_str());
+        let _guard = lock.lock().await;
+        if let Some(txn) = &transaction
+            && let Some(event_id) = self.records.txn(sender.as_str(), &txn.device_id, &txn.txn_id)?
+        {
+            return EventId::parse(event_id).map_err(|e| Error::internal(e.to_string()));
+        }
+        let record = self.room(room_id)?;
+        let version = self.room_version(&record)?;
+        let (_, event_id) = self.append_locked(Some(room_id.to_owned()), &version, Some(record), sender, draft, transaction).await?;
+        Ok(event_id)
+    }
+
+    /// Creates a room from its create event and the events that follow it, in order.
+    pub async fn create_room(
+        &self,
+        version: &RoomVersionId,
+        creator: &UserId,
+        create_content: Value,
+        following: Vec<EventDraft>,
+    ) -> Result<OwnedRoomId> {
+        let uses_derived_room_id = room_id_is_derived(version);
+        let room_id = if uses_derived_room_id {
+            None
+        } else {
+            let localpart: String = rand::thread_rng().sample_iter(&Alphanumeric).take(18).map(char::from).collect();
+            Some(RoomId::parse(format!("!{localpart}:{}", self.server_name)).map_err(|e| Error::internal(e.to_string()))?)
+        };
+        let create = EventDraft::state("m.room.create", "", create_content);
+        let (room_id, _) = self.append_locked(room_id, version, None, creator, create, None).await?;
+        // Nobody else knows the room yet, but invites at the end make it visible: hold the lock
+        // while the initial events land so nothing interleaves with them.
+        let lock = self.room_lock(room_id.as_str());
+        let _guard = lock.lock().await;
+        for draft in following {
+            let record = self.room(&room_id)?;
+            self.append_locked(Some(room_id.clone()), version, Some(record), creator, draft, None).await?;
+        }
+        Ok(room_id)
+    }
+
+    /// Builds, authorises, persists and announces one event. The caller holds the room lock
+    /// (or is creating the room, which nobody else can name yet).
+    async fn append_locked(
+        &self,
+        room_id: Option<OwnedRoomId>,
+        version: &RoomVersionId,
+        record: Option<RoomRecord>,
+        sender: &UserId,
+        draft: EventDraft,
+        transaction: Option<Transaction>,
+    ) -> Result<(OwnedRoomId, OwnedEventId)> {
+        let current_state = match &record {
+            Some(record) => self.state_map(record.current_state_group)?,
+            None => StateMap::new(),
+        };
+        let content = canonical(&draft.content)?;
+        let auth_types = auth_types_for(version, &draft.event_type, sender, draft.state_key.as_deref(), &content)
+            .map_err(|e| Error::bad_json(format!("invalid event: {e}")))?;
+        let auth_events = select_auth_events(version, &auth_types, |event_type: &StateEventType, state_key: &str| {
+            current_state
+                .get(&(event_type.to_string(), state_key.to_owned()))
+                .and_then(|id| EventId::parse(id).ok())
+        });
+        let prev_events: Vec<OwnedEventId> = record
+            .as_ref()
+            .map(|r| r.forward_extremities.iter().filter_map(|id| EventId::parse(id).ok()).collect())
+            .unwrap_or_default();
+        let depth = record.as_ref().map_or(1, |r| r.max_depth + 1);
+        let template = PduTemplate {
+            room_id: room_id.clone(),
+            sender: sender.to_owned(),
+            event_type: draft.event_type.clone(),
+            state_key: draft.state_key.clone(),
+            content,
+            redacts: draft.redacts.clone(),
+            prev_events,
+            auth_events,
+            depth,
+            origin_server_ts: now_millis(),
+        };
+        let built = build_pdu(version, template, &self.server_name, &self.signing_key)?;
+        let size = serde_json::to_vec(&built.json).map_or(usize::MAX, |bytes| bytes.len());
+        if size > MAX_PDU_BYTES {
+            return Err(Error::too_large(format!("Event is {size} bytes, over the {MAX_PDU_BYTES}-byte limit")));
+        }
+        let pdu = Pdu::new(built.event_id.clone(), built.json.clone())?;
+        let fetch_state = |event_type: &StateEventType, state_key: &str| {
+            current_state
+                .get(&(event_type.to_string(), state_key.to_owned()))
+                .and_then(|id| EventId::parse(id).ok())
+                .and_then(|id| self.pdu_of(&id))
+        };
+        check_auth(version, &pdu, |id: &EventId| self.pdu_of(id), fetch_state)
+            .map_err(|e| Error::forbidden(e.to_string()))?;
+
+        let room_id = built.room_id.clone();
+        let mut batch = Batch::new();
+        let room_short = match &record {
+            Some(record) => record.short,
+            None => self.short.intern_room(&mut batch, room_id.as_str())?,
+        };
+        let event_short = self.short.intern_event(&mut batch, built.event_id.as_str())?;
+        let ticket = self.stream.allocate()?;
+        let state_before = record.as_ref().map(|r| r.current_state_group);
+        let (state_after, replaces_state) = match &draft.state_key {
+            Some(state_key) => {
+                let key = self.short.intern_state_key(&(draft.event_type.clone(), state_key.clone()))?;
+                let group = self.state.create(&mut batch, state_before, &[(key, event_short)], &[])?;
+                (group, current_state.get(&(draft.event_type.clone(), state_key.clone())).cloned())
+            }
+            None => (state_before.ok_or_else(|| Error::internal("a room must start with a state event"))?, None),
+        };
+        let stored = StoredEvent {
+            event_id: built.event_id.to_string(),
+            room_short,
+            pdu: serde_json::to_value(&built.json).map_err(|e| Error::internal(e.to_string()))?,
+            stream: ticket.position,
+            depth,
+            state_before: state_before.unwrap_or(state_after),
+            state_after,
+            txn: transaction.as_ref().map(|t| (t.device_id.clone(), t.txn_id.clone())),
+            redacted_because: None,
+            replaces_state,
+        };
+        self.timeline.insert(&mut batch, event_short, &stored)?;
+        let new_record = RoomRecord {
+            short: room_short,
+            version: version.to_string(),
+            forward_extremities: vec![built.event_id.to_string()],
+            max_depth: depth,
+            current_state_group: state_after,
+        };
+        self.records.put_room(&mut batch, room_id.as_str(), &new_record)?;
+        let mut also_notify = Vec::new();
+        if draft.event_type == "m.room.member"
+            && let Some(target) = &draft.state_key
+        {
+            let membership = draft.content.get("membership").and_then(Value::as_str).unwrap_or("leave").to_owned();
+            let entry = MembershipEntry { membership, event_id: built.event_id.to_string(), stream: ticket.position };
+            self.membership.set(&mut batch, room_id.as_str(), target, &entry)?;
+            also_notify.push(target.clone());
+        }
+        if let Some(txn) = &transaction {
+            self.records.put_txn(&mut batch, sender.as_str(), &txn.device_id, &txn.txn_id, built.event_id.as_str())?;
+        }
+        if draft.event_type == "m.room.redaction"
+            && let Some(target) = &draft.redacts
+        {
+            self.stage_redaction(&mut batch, version, target, &built.event_id, sender)?;
+        }
+        self.db.write_async(batch).await?;
+        let position = ticket.position;
+        drop(ticket);
+
+        let members = self.membership.members_of(room_id.as_str())?;
+        let interested = members
+            .iter()
+            .filter(|(_, entry)| matches!(entry.membership.as_str(), "join" | "invite" | "knock"))
+            .map(|(user, _)| user.as_str())
+            .chain(also_notify.iter().map(String::as_str));
+        self.notifier.notify(interested, position);
+        tracing::debug!(room_id = %room_id, event_id = %built.event_id, event_type = %draft.event_type, "appended");
+        Ok((room_id, built.event_id))
+    }
+
+    /// Applies a redaction to its target, if the target is in this room and the redacter may
+    /// redact it: the original sender, or someone with the `redact` power level. A redaction
+    /// that may not apply is still stored (the spec keeps it) but changes nothing.
+    fn stage_redaction(
+        &self,
+        batch: &mut Batch,
+        version: &RoomVersionId,
+        target: &EventId,
+        redaction_id: &EventId,
+        redacter: &UserId,
+    ) -> Result<()> {
+        let Some((short, mut stored)) = self.event(target.as_str())? else { return Ok(()) };
+        if stored.redacted_because.is_some() {
+            return Ok(());
+        }
+        let allowed = stored.sender() == redacter.as_str() || self.has_power(stored.state_after, redacter, "redact", 50)?;
+        if !allowed {
+            return Ok(());
+        }
+        let redacted = redact_pdu(version, &canonical(&stored.pdu)?)?;
+        stored.pdu = serde_json::to_value(&redacted).map_err(|e| Error::internal(e.to_string()))?;
+        stored.redacted_because = Some(redaction_id.to_string());
+        self.timeline.replace(batch, short, &stored)
+    }
+
+    /// Whether `user` has at least the power level named `action` (e.g. "redact", "ban") in
+    /// the given state, with the spec's default when the room's power levels omit it.
+    pub fn has_power(&self, state_group: u64, user: &UserId, action: &str, default_required: i64) -> Result<bool> {
+        let levels = self.state_event(state_group, "m.room.power_levels", "")?;
+        let content = levels.as_ref().map(|e| e.content().clone()).unwrap_or(Value::Null);
+        let required = content.get(action).and_then(as_int).unwrap_or(default_required);
+        Ok(self.user_power(state_group, user, &content)? >= required)
+    }
+
+    /// The user's power level in the given state. Room creators of v12 rooms rank above all.
+    pub fn user_power(&self, state_group: u64, user: &UserId, power_levels: &Value) -> Result<i64> {
+        if let Some(create) = self.state_event(state_group, "m.room.create", "")? {
+            let version = create.content().get("room_version").and_then(Value::as_str).unwrap_or("1");
+            if room_id_is_derived(&RoomVersionId::try_from(version).unwrap_or(RoomVersionId::V1)) {
+                let additional = create.content().get("additional_creators").and_then(Value::as_array);
+                let is_creator = create.sender() == user.as_str()
+                    || additional.is_some_and(|list| list.iter().any(|u| u.as_str() == Some(user.as_str())));
+                if is_creator {
+                    return Ok(i64::MAX);
+                }
+            }
+            if power_levels.is_null() {
+                // Without power levels, the creator has 100 and everyone else 0.
+                return Ok(if create.sender() == user.as_str() { 100 } else { 0 });
+            }
+        }
+        let users_default = power_levels.get("users_default").and_then(as_int).unwrap_or(0);
+        Ok(power_levels.get("users").and_then(|u| u.get(user.as_str())).and_then(as_int).unwrap_or(users_default))
+    }
+
+    /// The sender of `m.room.create`, who is the only user allowed to do anything before
+    /// power levels exist.
+    pub fn creator_of(&self, state_group: u64) -> Result<Option<OwnedUserId>> {
+        Ok(self
+            .state_event(state_group, "m.room.create", "")?
+            .and_then(|event| UserId::parse(event.sender()).ok()))
+    }
+}
+
+/// Whether the version derives room IDs from the create event (v12, MSC4291); such rooms
+/// also treat their creators as more powerful than any power level.
+pub fn room_id_is_derived(version: &RoomVersionId) -> bool {
+    version
+        .rules()
+        .is_some_and(|rules| rules.room_id_format == ruma::room_version_rules::RoomIdFormatVersion::V2)
+}
+
+/// Power levels may be integers or (in old rooms) strings holding integers.
+pub fn as_int(value: &Value) -> Option<i64> {
+    value.as_i64().or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// Converts client JSON into canonical JSON (integers only, in range), which is what PDUs are
+/// made of; anything else is the client's mistake.
+pub fn canonical(value: &Value) -> Result<CanonicalJsonObject> {
+    match CanonicalJsonValue::try_from(value.clone()) {
+        Ok(CanonicalJsonValue::Object(object)) => Ok(object),
+        Ok(_) => Err(Error::bad_json("Event content must be a JSON object")),
+        Err(e) => Err(Error::bad_json(format!("Event content is not canonical JSON: {e}"))),
+    }
+}
