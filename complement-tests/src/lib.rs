@@ -58,7 +58,11 @@ pub fn myelin_bin() -> PathBuf {
 
 /// Path of the `myelin-admin` binary (`MYELIN_ADMIN_BIN` or next to the test exe).
 pub fn admin_bin() -> PathBuf {
-    locate_binary("MYELIN_ADMIN_BIN", "myelin-admin", "cargo build -p myelin-admin")
+    locate_binary(
+        "MYELIN_ADMIN_BIN",
+        "myelin-admin",
+        "cargo build -p myelin-admin",
+    )
 }
 
 fn locate_binary(env: &str, name: &str, build_hint: &str) -> PathBuf {
@@ -121,7 +125,10 @@ impl Default for ServerOptions {
         ] {
             env.insert(key.to_owned(), value.to_owned());
         }
-        Self { env, config_toml: None }
+        Self {
+            env,
+            config_toml: None,
+        }
     }
 }
 
@@ -181,7 +188,11 @@ impl ServerOptions {
     fn command(&self, dir: &Path, port: u16, args: &[&str]) -> Command {
         let mut cmd = Command::new(myelin_bin());
         for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().to_ascii_uppercase().starts_with("MYELIN_") {
+            if key
+                .to_string_lossy()
+                .to_ascii_uppercase()
+                .starts_with("MYELIN_")
+            {
                 cmd.env_remove(key);
             }
         }
@@ -226,13 +237,22 @@ impl Resp {
         } else {
             serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()))
         };
-        Resp { status, body, headers, text }
+        Resp {
+            status,
+            body,
+            headers,
+            text,
+        }
     }
 
     /// Asserts the status is `expected` and returns the body.
     #[track_caller]
     pub fn expect(&self, expected: StatusCode) -> &Value {
-        assert_eq!(self.status, expected, "unexpected status; response body: {}", self.text);
+        assert_eq!(
+            self.status, expected,
+            "unexpected status; response body: {}",
+            self.text
+        );
         &self.body
     }
 
@@ -308,14 +328,21 @@ impl Session {
             user_id: field("user_id"),
             access_token: field("access_token"),
             device_id: field("device_id"),
-            refresh_token: body.get("refresh_token").and_then(Value::as_str).map(str::to_owned),
+            refresh_token: body
+                .get("refresh_token")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             expires_in_ms: body.get("expires_in_ms").and_then(Value::as_u64),
         }
     }
 
     /// The localpart of the user ID (`alice` for `@alice:server`).
     pub fn localpart(&self) -> &str {
-        self.user_id.trim_start_matches('@').split(':').next().unwrap_or_default()
+        self.user_id
+            .trim_start_matches('@')
+            .split(':')
+            .next()
+            .unwrap_or_default()
     }
 }
 
@@ -371,7 +398,9 @@ pub fn has_flow(body: &Value, stages: &[&str]) -> bool {
     body["flows"].as_array().is_some_and(|flows| {
         flows.iter().any(|flow| {
             flow["stages"].as_array().is_some_and(|s| {
-                s.iter().map(|v| v.as_str().unwrap_or_default()).eq(stages.iter().copied())
+                s.iter()
+                    .map(|v| v.as_str().unwrap_or_default())
+                    .eq(stages.iter().copied())
             })
         })
     })
@@ -379,15 +408,26 @@ pub fn has_flow(body: &Value, stages: &[&str]) -> bool {
 
 /// The Synapse-compatible shared-secret registration MAC: hex of
 /// HMAC-SHA1(secret, nonce NUL username NUL password NUL "admin"|"notadmin").
-pub fn shared_secret_mac(secret: &str, nonce: &str, username: &str, password: &str, admin: bool) -> String {
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
+pub fn shared_secret_mac(
+    secret: &str,
+    nonce: &str,
+    username: &str,
+    password: &str,
+    admin: bool,
+) -> String {
+    let mut mac =
+        Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
     mac.update(nonce.as_bytes());
     mac.update(b"\0");
     mac.update(username.as_bytes());
     mac.update(b"\0");
     mac.update(password.as_bytes());
     mac.update(b"\0");
-    mac.update(if admin { b"admin".as_slice() } else { b"notadmin".as_slice() });
+    mac.update(if admin {
+        b"admin".as_slice()
+    } else {
+        b"notadmin".as_slice()
+    });
     hex::encode(mac.finalize().into_bytes())
 }
 
@@ -412,7 +452,13 @@ impl CmdOutput {
     /// Asserts exit code 0 and returns stdout.
     #[track_caller]
     pub fn success(&self) -> &str {
-        assert!(self.status.success(), "command failed ({}): stdout: {}\nstderr: {}", self.status, self.stdout, self.stderr);
+        assert!(
+            self.status.success(),
+            "command failed ({}): stdout: {}\nstderr: {}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
         &self.stdout
     }
 }
@@ -424,15 +470,27 @@ pub async fn run_command(cmd: tokio::process::Command, timeout: Duration) -> Cmd
 }
 
 /// [`run_command`], writing `stdin` to the command's standard input first.
-pub async fn run_command_with_stdin(mut cmd: tokio::process::Command, stdin: Option<&str>, timeout: Duration) -> CmdOutput {
+pub async fn run_command_with_stdin(
+    mut cmd: tokio::process::Command,
+    stdin: Option<&str>,
+    timeout: Duration,
+) -> CmdOutput {
     use tokio::io::AsyncWriteExt;
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes()).await.expect("write to the command's stdin");
+        pipe.write_all(input.as_bytes())
+            .await
+            .expect("write to the command's stdin");
         drop(pipe);
     }
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
@@ -456,7 +514,11 @@ pub async fn myelin_admin(args: &[&str]) -> CmdOutput {
 pub async fn myelin_admin_with_stdin(args: &[&str], stdin: Option<&str>) -> CmdOutput {
     let mut cmd = tokio::process::Command::new(admin_bin());
     for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().to_ascii_uppercase().starts_with("MYELIN_") {
+        if key
+            .to_string_lossy()
+            .to_ascii_uppercase()
+            .starts_with("MYELIN_")
+        {
             cmd.env_remove(key);
         }
     }
@@ -501,7 +563,14 @@ impl TestServer {
             .get_env("MYELIN_LISTEN")
             .and_then(|listen| listen.parse::<std::net::SocketAddr>().ok())
             .map_or_else(free_port, |addr| addr.port());
-        let mut server = TestServer { dir, options, port, child: None, runs: 0, http };
+        let mut server = TestServer {
+            dir,
+            options,
+            port,
+            child: None,
+            runs: 0,
+            http,
+        };
         server.spawn_until_ready().await;
         server
     }
@@ -521,7 +590,8 @@ impl TestServer {
                 Ok(()) => return,
                 Err(e) => {
                     let log = self.current_log();
-                    let port_taken = log.contains("Address already in use") || log.contains("address in use");
+                    let port_taken =
+                        log.contains("Address already in use") || log.contains("address in use");
                     if port_taken && attempts < 4 {
                         self.port = free_port();
                         continue;
@@ -545,11 +615,21 @@ impl TestServer {
         let deadline = Instant::now() + READY_TIMEOUT;
         let health = format!("{}/health", self.url());
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 bail!("the process exited before becoming ready ({status})");
             }
-            if let Ok(response) = self.http.get(&health).timeout(Duration::from_secs(2)).send().await {
+            if let Ok(response) = self
+                .http
+                .get(&health)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+            {
                 let status = response.status();
                 let text = response.text().await.unwrap_or_default();
                 if status == StatusCode::OK {
@@ -579,7 +659,12 @@ impl TestServer {
     /// The stderr of every run so far, concatenated.
     pub fn all_logs(&self) -> String {
         (1..=self.runs)
-            .map(|run| format!("--- myelin stderr, run {run} ---\n{}", std::fs::read_to_string(self.log_path(run)).unwrap_or_default()))
+            .map(|run| {
+                format!(
+                    "--- myelin stderr, run {run} ---\n{}",
+                    std::fs::read_to_string(self.log_path(run)).unwrap_or_default()
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -596,7 +681,9 @@ impl TestServer {
 
     /// The configured server name.
     pub fn server_name(&self) -> &str {
-        self.options.get_env("MYELIN_SERVER_NAME").unwrap_or("localhost")
+        self.options
+            .get_env("MYELIN_SERVER_NAME")
+            .unwrap_or("localhost")
     }
 
     /// `@localpart:server_name`.
@@ -624,11 +711,47 @@ impl TestServer {
         &self.http
     }
 
+    /// An HTTP client whose connections come from `source` (any 127.x.y.z
+    /// address works on Linux loopback), to act as distinct client IPs.
+    pub fn client_from(&self, source: std::net::IpAddr) -> reqwest::Client {
+        reqwest::Client::builder()
+            .no_proxy()
+            .timeout(REQUEST_TIMEOUT)
+            .local_address(source)
+            .build()
+            .expect("build the HTTP client")
+    }
+
+    /// [`TestServer::login_raw`] over a given client (see [`TestServer::client_from`]).
+    pub async fn login_raw_via(
+        &self,
+        client: &reqwest::Client,
+        username: &str,
+        password: &str,
+    ) -> Resp {
+        let body = json!({
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": username},
+            "password": password,
+        });
+        self.send(
+            client
+                .post(format!("{}/_matrix/client/v3/login", self.url()))
+                .json(&body),
+        )
+        .await
+    }
+
     // -- HTTP ---------------------------------------------------------------
 
     /// A request builder for `path` (which starts with `/`), authenticated
     /// with `auth` when it has a token. Send it with [`TestServer::send`].
-    pub fn request(&self, method: Method, path: &str, auth: &(impl AsToken + ?Sized)) -> reqwest::RequestBuilder {
+    pub fn request(
+        &self,
+        method: Method,
+        path: &str,
+        auth: &(impl AsToken + ?Sized),
+    ) -> reqwest::RequestBuilder {
         let builder = self.http.request(method, format!("{}{path}", self.url()));
         match auth.access_token() {
             Some(token) => builder.bearer_auth(token),
@@ -638,7 +761,10 @@ impl TestServer {
 
     /// Sends a request and reads the whole response.
     pub async fn send(&self, builder: reqwest::RequestBuilder) -> Resp {
-        let response = builder.send().await.unwrap_or_else(|e| panic!("request failed: {e:#?}"));
+        let response = builder
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request failed: {e:#?}"));
         Resp::read(response).await
     }
 
@@ -647,15 +773,18 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, auth: &(impl AsToken + ?Sized), body: &Value) -> Resp {
-        self.send(self.request(Method::POST, path, auth).json(body)).await
+        self.send(self.request(Method::POST, path, auth).json(body))
+            .await
     }
 
     pub async fn put(&self, path: &str, auth: &(impl AsToken + ?Sized), body: &Value) -> Resp {
-        self.send(self.request(Method::PUT, path, auth).json(body)).await
+        self.send(self.request(Method::PUT, path, auth).json(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str, auth: &(impl AsToken + ?Sized), body: &Value) -> Resp {
-        self.send(self.request(Method::DELETE, path, auth).json(body)).await
+        self.send(self.request(Method::DELETE, path, auth).json(body))
+            .await
     }
 
     // -- Accounts -----------------------------------------------------------
@@ -693,7 +822,9 @@ impl TestServer {
     /// Registers `username` with `password` (open registration) and returns
     /// the new session. Panics when registration fails.
     pub async fn register(&self, username: &str, password: &str) -> Session {
-        let resp = self.register_raw(json!({"username": username, "password": password})).await;
+        let resp = self
+            .register_raw(json!({"username": username, "password": password}))
+            .await;
         Session::from_body(resp.ok())
     }
 
@@ -716,14 +847,33 @@ impl TestServer {
     /// password: first without `auth` (which must answer 401 offering an
     /// `m.login.password` flow and a session), then with password auth for
     /// `user`. Returns the second response.
-    pub async fn with_password_uia(&self, method: Method, path: &str, session: &Session, body: Value, password: &str) -> Resp {
-        let first = self.send(self.request(method.clone(), path, session).json(&body)).await;
-        assert_eq!(first.status, StatusCode::UNAUTHORIZED, "{method} {path} without auth must start UIA: {}", first.text);
-        assert!(has_flow(&first.body, &["m.login.password"]), "no m.login.password flow offered: {}", first.text);
+    pub async fn with_password_uia(
+        &self,
+        method: Method,
+        path: &str,
+        session: &Session,
+        body: Value,
+        password: &str,
+    ) -> Resp {
+        let first = self
+            .send(self.request(method.clone(), path, session).json(&body))
+            .await;
+        assert_eq!(
+            first.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without auth must start UIA: {}",
+            first.text
+        );
+        assert!(
+            has_flow(&first.body, &["m.login.password"]),
+            "no m.login.password flow offered: {}",
+            first.text
+        );
         let uia_session = first.body.get("session").and_then(Value::as_str);
         let mut body = body;
         body["auth"] = password_auth(session.localpart(), password, uia_session);
-        self.send(self.request(method, path, session).json(&body)).await
+        self.send(self.request(method, path, session).json(&body))
+            .await
     }
 
     /// `GET /_matrix/client/v3/account/whoami`.
@@ -745,7 +895,11 @@ impl TestServer {
             self.kill_child();
             panic!("myelin did not exit within {STOP_TIMEOUT:?} after SIGTERM\n{log}");
         };
-        assert!(status.success(), "myelin exited with {status} after SIGTERM (expected 0)\n{}", self.all_logs());
+        assert!(
+            status.success(),
+            "myelin exited with {status} after SIGTERM (expected 0)\n{}",
+            self.all_logs()
+        );
         started.elapsed()
     }
 
@@ -818,4 +972,31 @@ fn signal(pid: u32, sig: &str) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_secret_mac_matches_an_independent_computation() {
+        // Computed with Python's hmac module.
+        assert_eq!(
+            shared_secret_mac("secret", "nonce", "alice", "pw", true),
+            "d7b3ebc9fec30d9bed19eb81e3902aa4ad214333"
+        );
+        assert_eq!(
+            shared_secret_mac("secret", "nonce", "alice", "pw", false),
+            "f9b5e1dbfecb7b1d1b89cbd7a2fd60853cf609f4"
+        );
+    }
+
+    #[test]
+    fn uia_flow_matching() {
+        let body = json!({"flows": [{"stages": ["m.login.dummy"]}, {"stages": ["a", "b"]}]});
+        assert!(has_flow(&body, &["m.login.dummy"]));
+        assert!(has_flow(&body, &["a", "b"]));
+        assert!(!has_flow(&body, &["a"]));
+        assert!(!has_flow(&json!({}), &["m.login.dummy"]));
+    }
 }

@@ -68,6 +68,11 @@ impl ServerSigningKey {
         signatures::sign_json(server_name, &self.pair, object).map_err(|e| Error::Json(e.to_string()))
     }
 
+    /// The ed25519 pair itself, for ruma's event hashing and signing (`crate::pdu`).
+    pub(crate) fn key_pair(&self) -> &Ed25519KeyPair {
+        &self.pair
+    }
+
     /// Signs arbitrary bytes; X-Matrix request signing builds its own canonical message.
     pub fn sign_bytes(&self, message: &[u8]) -> String {
         self.pair.sign(message).base64()

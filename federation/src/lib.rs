@@ -2,13 +2,29 @@
 //!
 //! Everything here is sans-I/O: it computes, signs and verifies, and leaves storage and
 //! networking to the homeserver. This keeps the protocol rules unit-testable with plain JSON
-//! fixtures and lets the homeserver choose where keys live.
+//! fixtures and lets the homeserver choose where keys and events live; every place that needs
+//! more events or state takes a closure.
 //!
-//! Today it holds the server's ed25519 signing key and the canonical-JSON signing that the key
-//! server (`/_matrix/key/v2/server`), PDUs and X-Matrix requests are built on.
+//! * [`keys`]: the server's ed25519 signing key and canonical-JSON signing.
+//! * [`room_version`]: the supported room versions (1–12) and their rules.
+//! * [`pdu`]: building, identifying, verifying, redacting and client-formatting room events.
+//! * [`auth`]: auth event selection and the authorization rules.
+//! * [`state_res`]: state resolution (v2 through ruma, v1 here) and auth chains.
 
+pub mod auth;
 mod error;
 pub mod keys;
+pub mod pdu;
+pub mod room_version;
+pub mod state_res;
+#[cfg(test)]
+mod testing;
 
 pub use error::{Error, Result};
 pub use keys::{ServerKeyResponse, ServerSigningKey};
+pub use pdu::{BuiltPdu, Pdu, PduTemplate, Verified};
+pub use room_version::{
+    ensure_supported_room_version, is_supported_room_version, room_version_rules,
+    supported_room_versions,
+};
+pub use state_res::StateMap;

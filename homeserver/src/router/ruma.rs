@@ -102,7 +102,13 @@ where
             tracing::Span::current().record("user", user.user_id.as_str());
         }
 
-        let args: Vec<&str> = path_args.iter().map(String::as_str).collect();
+        let mut args: Vec<&str> = path_args.iter().map(String::as_str).collect();
+        // Routes registered by `RumaRouter::ruma_empty_last` omit the last parameter (an empty
+        // state key); ruma still expects it.
+        let expected = T::PATH_BUILDER.all_paths().next().map_or(0, |p| p.matches('{').count());
+        while args.len() < expected {
+            args.push("");
+        }
         let http_request = http::Request::from_parts(parts, &bytes[..]);
         let body = T::try_from_http_request(http_request, &args).map_err(|e| parse_error(e, &bytes))?;
         Ok(Self { body, sender, client_ip })
@@ -198,6 +204,14 @@ pub trait RumaRouter {
         Req: Metadata,
         H: Handler<X, AppState>,
         X: 'static;
+
+    /// Like [`RumaRouter::ruma`], and also serves the paths with the last parameter empty
+    /// (`…/state/m.room.name/` and `…/state/m.room.name`): the empty state key.
+    fn ruma_empty_last<Req, H, X>(self, handler: H) -> Self
+    where
+        Req: Metadata,
+        H: Handler<X, AppState>,
+        X: 'static;
 }
 
 impl RumaRouter for Router<AppState> {
@@ -213,5 +227,24 @@ impl RumaRouter for Router<AppState> {
             self = self.route(path, on(filter, handler.clone()));
         }
         self
+    }
+
+    fn ruma_empty_last<Req, H, X>(mut self, handler: H) -> Self
+    where
+        Req: Metadata,
+        H: Handler<X, AppState>,
+        X: 'static,
+    {
+        let filter = MethodFilter::try_from(Req::METHOD)
+            .unwrap_or_else(|_| panic!("ruma endpoint with non-standard method {}", Req::METHOD));
+        for path in Req::PATH_BUILDER.all_paths() {
+            if let Some((prefix, last)) = path.rsplit_once('/')
+                && last.starts_with('{')
+            {
+                self = self.route(&format!("{prefix}/"), on(filter, handler.clone()));
+                self = self.route(prefix, on(filter, handler.clone()));
+            }
+        }
+        self.ruma::<Req, H, X>(handler)
     }
 }

@@ -5,11 +5,14 @@
 
 pub mod account_data;
 pub mod filters;
+pub mod notifier;
 pub mod password;
 pub mod rate_limit;
+pub mod rooms;
 pub mod server_keys;
 pub mod sessions;
 pub mod shared_secret;
+pub mod sync;
 pub mod uiaa;
 pub mod users;
 
@@ -28,13 +31,12 @@ pub const SCHEMA_VERSION: u64 = 1;
 /// Every table of the homeserver. Each service declares its own tables privately; this list
 /// only names them so the engine can create one column family per table.
 pub fn catalog() -> Catalog {
-    Catalog::new(SCHEMA_VERSION)
-        .table("userid_account")
-        .table("userid_deviceid_device")
-        .table("tokenhash_session")
-        .table("userid_type_accountdata")
-        .table("userid_filterid_filter")
-        .table("server_signingkey")
+    let tables = ["userid_account", "userid_deviceid_device", "tokenhash_session", "userid_filterid_filter", "server_signingkey"];
+    tables
+        .into_iter()
+        .chain(account_data::TABLES.iter().copied())
+        .chain(rooms::tables())
+        .fold(Catalog::new(SCHEMA_VERSION), Catalog::table)
 }
 
 pub struct RateLimits {
@@ -53,6 +55,7 @@ pub struct Services {
     pub sessions: sessions::Sessions,
     pub uiaa: uiaa::Uiaa,
     pub account_data: account_data::AccountData,
+    pub rooms: rooms::Rooms,
     pub filters: filters::Filters,
     pub rate_limits: RateLimits,
     pub shared_secret: shared_secret::SharedSecretRegistration,
@@ -65,12 +68,16 @@ impl Services {
         let passwords = password::Passwords::new(&config.password)?;
         let limits = &config.rate_limits;
         let limiter = |limit: &myelin_config::RateLimit| rate_limit::RateLimiter::new(limits.enabled, limit.clone());
+        let signing_key = server_keys::load_or_generate(&db)?;
+        let stream = rooms::StreamPositions::new(db.clone())?;
+        let notifier = notifier::Notifier::default();
         Ok(Self {
-            signing_key: server_keys::load_or_generate(&db)?,
+            rooms: rooms::Rooms::new(db.clone(), server_name.clone(), signing_key.clone(), stream.clone(), notifier.clone()),
+            account_data: account_data::AccountData::new(db.clone(), stream, notifier),
+            signing_key,
             users: users::Users::new(db.clone(), server_name.clone(), passwords),
             sessions: sessions::Sessions::new(db.clone(), config.sessions.clone()),
             uiaa: uiaa::Uiaa::default(),
-            account_data: account_data::AccountData::new(db.clone()),
             filters: filters::Filters::new(db.clone()),
             rate_limits: RateLimits {
                 login_per_ip: limiter(&limits.login_per_ip),

@@ -32,7 +32,7 @@ pub async fn get_global_account_data_route(
     require_own(&request.sender()?.user_id, &body.user_id)?;
     let content = services
         .account_data
-        .get_global(&body.user_id, &body.event_type.to_string())?
+        .get(&body.user_id, None, &body.event_type.to_string())?
         .ok_or_else(|| Error::not_found("Account data not found"))?;
     let raw = Raw::new(&content).map_err(|e| Error::internal(e.to_string()))?.cast_unchecked();
     Ok(RumaResponse(get_global_account_data::v3::Response::new(raw)))
@@ -59,6 +59,6 @@ pub async fn set_global_account_data_route(
     if !content.is_object() {
         return Err(Error::bad_json("Account data content must be a JSON object"));
     }
-    services.account_data.set_global(&body.user_id, &event_type, &content).await?;
+    services.account_data.set(&body.user_id, None, &event_type, &content).await?;
     Ok(RumaResponse(set_global_account_data::v3::Response::new()))
 }

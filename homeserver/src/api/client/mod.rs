@@ -7,8 +7,13 @@ mod capabilities;
 mod device;
 mod discovery;
 mod filter;
+mod membership;
+mod message;
 mod profile;
+mod room;
 mod session;
+mod state;
+mod sync;
 
 use axum::Router;
 use ruma::api::client as c;
@@ -47,4 +52,30 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<c::config::set_global_account_data::v3::Request, _, _>(account_data::set_global_account_data_route)
         .ruma::<c::filter::create_filter::v3::Request, _, _>(filter::create_filter_route)
         .ruma::<c::filter::get_filter::v3::Request, _, _>(filter::get_filter_route)
+        .ruma::<c::room::create_room::v3::Request, _, _>(room::create_room_route)
+        .ruma::<c::membership::join_room_by_id::v3::Request, _, _>(membership::join_room_by_id_route)
+        .ruma::<c::membership::join_room_by_id_or_alias::v3::Request, _, _>(membership::join_room_by_id_or_alias_route)
+        .ruma::<c::membership::invite_user::v3::Request, _, _>(membership::invite_user_route)
+        .ruma::<c::membership::leave_room::v3::Request, _, _>(membership::leave_room_route)
+        .ruma::<c::membership::forget_room::v3::Request, _, _>(membership::forget_room_route)
+        .ruma::<c::membership::kick_user::v3::Request, _, _>(membership::kick_user_route)
+        .ruma::<c::membership::ban_user::v3::Request, _, _>(membership::ban_user_route)
+        .ruma::<c::membership::unban_user::v3::Request, _, _>(membership::unban_user_route)
+        .ruma::<c::membership::joined_rooms::v3::Request, _, _>(membership::joined_rooms_route)
+        .ruma::<c::membership::get_member_events::v3::Request, _, _>(membership::get_member_events_route)
+        .ruma::<c::membership::joined_members::v3::Request, _, _>(membership::joined_members_route)
+        .ruma::<c::message::send_message_event::v3::Request, _, _>(message::send_message_event_route)
+        .ruma::<c::message::get_message_events::v3::Request, _, _>(message::get_message_events_route)
+        .ruma::<c::redact::redact_event::v3::Request, _, _>(message::redact_event_route)
+        .ruma::<c::room::get_room_event::v3::Request, _, _>(message::get_room_event_route)
+        .ruma::<c::state::get_state_events::v3::Request, _, _>(state::get_state_events_route)
+        .ruma_empty_last::<c::state::get_state_event_for_key::v3::Request, _, _>(state::get_state_event_for_key_route)
+        .ruma_empty_last::<c::state::send_state_event::v3::Request, _, _>(state::send_state_event_route)
+        .ruma::<c::sync::sync_events::v3::Request, _, _>(sync::sync_events_route)
+}
+
+/// Wraps JSON we built into the `Raw` ruma response types carry.
+pub(crate) fn to_raw<T>(value: &serde_json::Value) -> crate::Result<ruma::serde::Raw<T>> {
+    let json = serde_json::value::to_raw_value(value).map_err(|e| crate::Error::internal(e.to_string()))?;
+    Ok(ruma::serde::Raw::from_json(json))
 }

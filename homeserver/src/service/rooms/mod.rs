@@ -9,7 +9,10 @@ pub mod records;
 pub mod short;
 pub mod state;
 pub mod timeline;
+mod create;
+mod filter;
 mod format;
+pub mod tokens;
 mod visibility;
 
 use std::{
@@ -31,6 +34,8 @@ use ruma::{
 use serde_json::Value;
 
 pub use self::{
+    filter::event_matches,
+    create::{Preset, RoomSpec},
     membership::{Membership, MembershipEntry},
     records::{Records, RoomRecord},
     short::ShortIds,
@@ -50,6 +55,10 @@ pub fn tables() -> impl Iterator<Item = &'static str> {
 
 /// The largest PDU the spec allows, in canonical JSON bytes.
 pub const MAX_PDU_BYTES: usize = 65_536;
+
+/// A generous bound on everything a PDU carries besides its content (IDs, references,
+/// hashes, signature), used to refuse oversized content before signing.
+const PDU_ENVELOPE_BYTES: usize = 2048;
 
 /// What a local user asks to send.
 #[derive(Clone, Debug)]
@@ -97,20 +106,26 @@ pub struct Rooms {
 pub type StateMap = HashMap<(String, String), String>;
 
 impl Rooms {
-    pub fn new(db: Database, server_name: OwnedServerName, signing_key: Arc<ServerSigningKey>) -> Result<Self> {
-        Ok(Self {
+    pub fn new(
+        db: Database,
+        server_name: OwnedServerName,
+        signing_key: Arc<ServerSigningKey>,
+        stream: StreamPositions,
+        notifier: Notifier,
+    ) -> Self {
+        Self {
             short: ShortIds::new(db.clone()),
             state: StateStore::new(db.clone()),
             timeline: Timeline::new(db.clone()),
-            stream: StreamPositions::new(db.clone())?,
+            stream,
             membership: Membership::new(db.clone()),
             records: Records::new(db.clone()),
-            notifier: Notifier::default(),
+            notifier,
             locks: Arc::default(),
             db,
             server_name,
             signing_key,
-        })
+        }
     }
 
     pub fn server_name(&self) -> &ruma::ServerName {
@@ -158,7 +173,7 @@ impl Rooms {
     fn pdu_of(&self, event_id: &EventId) -> Option<Pdu> {
         let (_, stored) = self.event(event_id.as_str()).ok()??;
         let json = canonical(&stored.pdu).ok()?;
-        Pdu::new(event_id.to_owned(), json).ok()
+        Pdu::from_json(event_id.to_owned(), json).ok()
     }
 
     /// Appends a local event to an existing room and returns its ID. A send repeated with the
@@ -233,7 +248,7 @@ impl Rooms {
             current_state
                 .get(&(event_type.to_string(), state_key.to_owned()))
                 .and_then(|id| EventId::parse(id).ok())
-        });
+        })?;
         let prev_events: Vec<OwnedEventId> = record
             .as_ref()
             .map(|r| r.forward_extremities.iter().filter_map(|id| EventId::parse(id).ok()).collect())
@@ -251,12 +266,18 @@ impl Rooms {
             depth,
             origin_server_ts: now_millis(),
         };
+        // Hashes, signature and origin add at most a few hundred bytes; refuse before signing
+        // so an oversized event is the client's M_TOO_LARGE, not a signing failure.
+        let unsigned_size = serde_json::to_vec(&template.content).map_or(usize::MAX, |c| c.len()) + PDU_ENVELOPE_BYTES;
+        if unsigned_size > MAX_PDU_BYTES {
+            return Err(Error::too_large(format!("Event is over the {MAX_PDU_BYTES}-byte limit")));
+        }
         let built = build_pdu(version, template, &self.server_name, &self.signing_key)?;
         let size = serde_json::to_vec(&built.json).map_or(usize::MAX, |bytes| bytes.len());
         if size > MAX_PDU_BYTES {
             return Err(Error::too_large(format!("Event is {size} bytes, over the {MAX_PDU_BYTES}-byte limit")));
         }
-        let pdu = Pdu::new(built.event_id.clone(), built.json.clone())?;
+        let pdu = built.to_pdu()?;
         let fetch_state = |event_type: &StateEventType, state_key: &str| {
             current_state
                 .get(&(event_type.to_string(), state_key.to_owned()))
@@ -355,7 +376,7 @@ impl Rooms {
         if !allowed {
             return Ok(());
         }
-        let redacted = redact_pdu(version, &canonical(&stored.pdu)?)?;
+        let redacted = redact_pdu(version, canonical(&stored.pdu)?, None)?;
         stored.pdu = serde_json::to_value(&redacted).map_err(|e| Error::internal(e.to_string()))?;
         stored.redacted_because = Some(redaction_id.to_string());
         self.timeline.replace(batch, short, &stored)

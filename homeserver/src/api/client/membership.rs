@@ -1,0 +1,267 @@
+//! Membership: join, invite, leave, forget, kick, ban, unban, and member lists.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use ruma::{
+    OwnedRoomId, RoomAliasId, RoomId, UserId,
+    api::client::membership::{
+        ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
+        joined_members, joined_rooms, kick_user, leave_room, unban_user,
+    },
+};
+use serde_json::{Value, json};
+
+use super::to_raw;
+use crate::{
+    error::{Error, Result},
+    router::{AppState, Ruma, RumaResponse},
+    service::{Services, rooms::EventDraft},
+};
+
+/// Sends a member event for `target` in `room_id`, carrying the target's profile on joins.
+async fn set_membership(
+    services: &Services,
+    room_id: &RoomId,
+    sender: &UserId,
+    target: &UserId,
+    membership: &str,
+    reason: Option<String>,
+    is_direct: bool,
+) -> Result<()> {
+    let mut content = json!({ "membership": membership });
+    if (membership == "join" || membership == "invite")
+        && let Some(account) = services.users.get(target)?
+    {
+        if let Some(name) = account.displayname {
+            content["displayname"] = json!(name);
+        }
+        if let Some(url) = account.avatar_url {
+            content["avatar_url"] = json!(url);
+        }
+    }
+    if let Some(reason) = reason {
+        content["reason"] = json!(reason);
+    }
+    if is_direct {
+        content["is_direct"] = json!(true);
+    }
+    services.rooms.room(room_id)?;
+    services.rooms.append(room_id, sender, EventDraft::state("m.room.member", target.as_str(), content), None).await?;
+    Ok(())
+}
+
+async fn join(services: &Services, room_id: &RoomId, user: &UserId, reason: Option<String>) -> Result<()> {
+    if services.rooms.records.room(room_id.as_str())?.is_none() {
+        return Err(Error::not_found("Unknown room; joining rooms on other servers needs federation, which is not enabled yet"));
+    }
+    set_membership(services, room_id, user, user, "join", reason, false).await
+}
+
+fn resolve_alias(services: &Services, alias: &RoomAliasId) -> Result<OwnedRoomId> {
+    let room_id = services.rooms.records.alias(alias.as_str())?.ok_or_else(|| Error::not_found("Room alias not found"))?;
+    RoomId::parse(room_id).map_err(|e| Error::internal(e.to_string()))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/join`
+pub async fn join_room_by_id_route(
+    State(services): State<AppState>,
+    request: Ruma<join_room_by_id::v3::Request>,
+) -> Result<RumaResponse<join_room_by_id::v3::Response>> {
+    let user = request.sender()?.user_id.clone();
+    let body = request.body;
+    join(&services, &body.room_id, &user, body.reason).await?;
+    Ok(RumaResponse(join_room_by_id::v3::Response::new(body.room_id)))
+}
+
+/// `POST /_matrix/client/v3/join/{roomIdOrAlias}`
+pub async fn join_room_by_id_or_alias_route(
+    State(services): State<AppState>,
+    request: Ruma<join_room_by_id_or_alias::v3::Request>,
+) -> Result<RumaResponse<join_room_by_id_or_alias::v3::Response>> {
+    let user = request.sender()?.user_id.clone();
+    let body = request.body;
+    let room_id = match <&RoomId>::try_from(&*body.room_id_or_alias) {
+        Ok(room_id) => room_id.to_owned(),
+        Err(alias) => resolve_alias(&services, alias)?,
+    };
+    join(&services, &room_id, &user, body.reason).await?;
+    Ok(RumaResponse(join_room_by_id_or_alias::v3::Response::new(room_id)))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/invite`
+pub async fn invite_user_route(
+    State(services): State<AppState>,
+    request: Ruma<invite_user::v3::Request>,
+) -> Result<RumaResponse<invite_user::v3::Response>> {
+    let sender = request.sender()?.user_id.clone();
+    let body = request.body;
+    let invite_user::v3::InvitationRecipient::UserId(recipient) = body.recipient else {
+        return Err(Error::forbidden("Third-party invites are not supported"));
+    };
+    if !services.users.is_local(&recipient.user_id) {
+        return Err(Error::forbidden("Inviting users of other servers needs federation, which is not enabled yet"));
+    }
+    if !services.users.exists(&recipient.user_id)? {
+        return Err(Error::not_found("Unknown user"));
+    }
+    let current = services.rooms.membership.membership(body.room_id.as_str(), recipient.user_id.as_str())?;
+    if current.as_deref() == Some("join") {
+        return Err(Error::forbidden(format!("{} is already in the room", recipient.user_id)));
+    }
+    set_membership(&services, &body.room_id, &sender, &recipient.user_id, "invite", recipient.reason, false).await?;
+    Ok(RumaResponse(invite_user::v3::Response::new()))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/leave`
+pub async fn leave_room_route(
+    State(services): State<AppState>,
+    request: Ruma<leave_room::v3::Request>,
+) -> Result<RumaResponse<leave_room::v3::Response>> {
+    let user = request.sender()?.user_id.clone();
+    let body = request.body;
+    match services.rooms.membership.membership(body.room_id.as_str(), user.as_str())?.as_deref() {
+        Some("join" | "invite" | "knock") => {}
+        // Leaving twice is harmless; leaving a room one never knew is not.
+        Some(_) => return Ok(RumaResponse(leave_room::v3::Response::new())),
+        None => return Err(Error::forbidden("You are not a member of this room")),
+    }
+    set_membership(&services, &body.room_id, &user, &user, "leave", body.reason, false).await?;
+    Ok(RumaResponse(leave_room::v3::Response::new()))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/forget`
+pub async fn forget_room_route(
+    State(services): State<AppState>,
+    request: Ruma<forget_room::v3::Request>,
+) -> Result<RumaResponse<forget_room::v3::Response>> {
+    let user = request.sender()?.user_id.clone();
+    services.rooms.forget(&request.body.room_id, &user).await?;
+    Ok(RumaResponse(forget_room::v3::Response::new()))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/kick`
+pub async fn kick_user_route(
+    State(services): State<AppState>,
+    request: Ruma<kick_user::v3::Request>,
+) -> Result<RumaResponse<kick_user::v3::Response>> {
+    let sender = request.sender()?.user_id.clone();
+    let body = request.body;
+    let current = services.rooms.membership.membership(body.room_id.as_str(), body.user_id.as_str())?;
+    if !matches!(current.as_deref(), Some("join" | "invite" | "knock")) {
+        return Err(Error::forbidden(format!("{} is not in the room", body.user_id)));
+    }
+    set_membership(&services, &body.room_id, &sender, &body.user_id, "leave", body.reason, false).await?;
+    Ok(RumaResponse(kick_user::v3::Response::new()))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/ban`
+pub async fn ban_user_route(
+    State(services): State<AppState>,
+    request: Ruma<ban_user::v3::Request>,
+) -> Result<RumaResponse<ban_user::v3::Response>> {
+    let sender = request.sender()?.user_id.clone();
+    let body = request.body;
+    set_membership(&services, &body.room_id, &sender, &body.user_id, "ban", body.reason, false).await?;
+    Ok(RumaResponse(ban_user::v3::Response::new()))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/unban`
+pub async fn unban_user_route(
+    State(services): State<AppState>,
+    request: Ruma<unban_user::v3::Request>,
+) -> Result<RumaResponse<unban_user::v3::Response>> {
+    let sender = request.sender()?.user_id.clone();
+    let body = request.body;
+    let current = services.rooms.membership.membership(body.room_id.as_str(), body.user_id.as_str())?;
+    if current.as_deref() != Some("ban") {
+        return Err(Error::forbidden(format!("{} is not banned", body.user_id)));
+    }
+    set_membership(&services, &body.room_id, &sender, &body.user_id, "leave", body.reason, false).await?;
+    Ok(RumaResponse(unban_user::v3::Response::new()))
+}
+
+/// `GET /_matrix/client/v3/joined_rooms`
+pub async fn joined_rooms_route(
+    State(services): State<AppState>,
+    request: Ruma<joined_rooms::v3::Request>,
+) -> Result<RumaResponse<joined_rooms::v3::Response>> {
+    let user = &request.sender()?.user_id;
+    let rooms = services
+        .rooms
+        .membership
+        .rooms_of(user.as_str())?
+        .into_iter()
+        .filter(|(_, entry)| entry.membership == "join")
+        .filter_map(|(room_id, _)| RoomId::parse(room_id).ok())
+        .collect();
+    Ok(RumaResponse(joined_rooms::v3::Response::new(rooms)))
+}
+
+/// Members may list members; so may anyone when history is world-readable.
+fn require_member_or_readable(services: &Services, room_id: &RoomId, user: &UserId) -> Result<u64> {
+    let record = services.rooms.room(room_id)?;
+    let membership = services.rooms.membership.membership(room_id.as_str(), user.as_str())?;
+    let readable = services.rooms.history_visibility(record.current_state_group)? == "world_readable";
+    if membership.as_deref() != Some("join") && !readable {
+        return Err(Error::forbidden("You are not a member of this room"));
+    }
+    Ok(record.current_state_group)
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/members`
+pub async fn get_member_events_route(
+    State(services): State<AppState>,
+    request: Ruma<get_member_events::v3::Request>,
+) -> Result<RumaResponse<get_member_events::v3::Response>> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    let mut group = require_member_or_readable(&services, &body.room_id, &sender.user_id)?;
+    if let Some(at) = &body.at {
+        group = services.rooms.state_group_at_token(&body.room_id, at)?;
+    }
+    let state = services.rooms.state_map(group)?;
+    let mut chunk = Vec::new();
+    for ((event_type, _), event_id) in state.iter() {
+        if event_type != "m.room.member" {
+            continue;
+        }
+        let Some((_, event)) = services.rooms.event(event_id)? else { continue };
+        let membership = event.content().get("membership").and_then(Value::as_str).unwrap_or_default();
+        if body.membership.as_ref().is_some_and(|wanted| wanted.as_str() != membership) {
+            continue;
+        }
+        if body.not_membership.as_ref().is_some_and(|unwanted| unwanted.as_str() == membership) {
+            continue;
+        }
+        chunk.push(to_raw(&services.rooms.client_event(&event, None)?)?);
+    }
+    Ok(RumaResponse(get_member_events::v3::Response::new(chunk)))
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/joined_members`
+pub async fn joined_members_route(
+    State(services): State<AppState>,
+    request: Ruma<joined_members::v3::Request>,
+) -> Result<RumaResponse<joined_members::v3::Response>> {
+    let sender = request.sender()?;
+    let group = require_member_or_readable(&services, &request.body.room_id, &sender.user_id)?;
+    let state = services.rooms.state_map(group)?;
+    let mut joined = BTreeMap::new();
+    for ((event_type, state_key), event_id) in state.iter() {
+        if event_type != "m.room.member" {
+            continue;
+        }
+        let Some((_, event)) = services.rooms.event(event_id)? else { continue };
+        if event.content().get("membership").and_then(Value::as_str) != Some("join") {
+            continue;
+        }
+        let Ok(user_id) = UserId::parse(state_key.as_str()) else { continue };
+        let mut member = joined_members::v3::RoomMember::new();
+        member.display_name = event.content().get("displayname").and_then(Value::as_str).map(str::to_owned);
+        member.avatar_url = event.content().get("avatar_url").and_then(Value::as_str).map(Into::into);
+        joined.insert(user_id, member);
+    }
+    Ok(RumaResponse(joined_members::v3::Response::new(joined)))
+}
+

@@ -1,0 +1,190 @@
+//! Sending, reading and paginating events.
+
+use axum::extract::State;
+use ruma::{
+    EventId, RoomId, UserId,
+    api::{
+        Direction,
+        client::{message::{get_message_events, send_message_event}, redact::redact_event, room::get_room_event},
+    },
+};
+use serde_json::{Value, json};
+
+use super::to_raw;
+use crate::{
+    error::{Error, Result},
+    router::{AppState, Ruma, RumaResponse},
+    service::{
+        Services,
+        rooms::{EventDraft, StoredEvent, Transaction, event_matches, tokens::Token},
+    },
+};
+
+/// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
+pub async fn send_message_event_route(
+    State(services): State<AppState>,
+    request: Ruma<send_message_event::v3::Request>,
+) -> Result<RumaResponse<send_message_event::v3::Response>> {
+    let sender = request.sender()?.clone();
+    let body = request.body;
+    let content: Value = serde_json::from_str(body.body.json().get()).map_err(|e| Error::bad_json(e.to_string()))?;
+    if !content.is_object() {
+        return Err(Error::bad_json("Event content must be a JSON object"));
+    }
+    require_joined(&services, &body.room_id, &sender.user_id)?;
+    let transaction = Transaction { device_id: sender.device_id.to_string(), txn_id: body.txn_id.to_string() };
+    let event_id = services
+        .rooms
+        .append(&body.room_id, &sender.user_id, EventDraft::message(body.event_type.to_string(), content), Some(transaction))
+        .await?;
+    Ok(RumaResponse(send_message_event::v3::Response::new(event_id)))
+}
+
+/// `PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}`
+pub async fn redact_event_route(
+    State(services): State<AppState>,
+    request: Ruma<redact_event::v3::Request>,
+) -> Result<RumaResponse<redact_event::v3::Response>> {
+    let sender = request.sender()?.clone();
+    let body = request.body;
+    require_joined(&services, &body.room_id, &sender.user_id)?;
+    let mut content = json!({ "redacts": body.event_id });
+    if let Some(reason) = body.reason {
+        content["reason"] = json!(reason);
+    }
+    let draft = EventDraft { event_type: "m.room.redaction".to_owned(), state_key: None, content, redacts: Some(body.event_id.clone()) };
+    let transaction = Transaction { device_id: sender.device_id.to_string(), txn_id: body.txn_id.to_string() };
+    let event_id = services.rooms.append(&body.room_id, &sender.user_id, draft, Some(transaction)).await?;
+    Ok(RumaResponse(redact_event::v3::Response::new(event_id)))
+}
+
+/// Senders must be joined; anything else is `M_FORBIDDEN` (and an unknown room `M_NOT_FOUND`).
+pub fn require_joined(services: &Services, room_id: &RoomId, user: &UserId) -> Result<()> {
+    services.rooms.room(room_id)?;
+    match services.rooms.membership.membership(room_id.as_str(), user.as_str())?.as_deref() {
+        Some("join") => Ok(()),
+        _ => Err(Error::forbidden(format!("{user} is not joined to {room_id}"))),
+    }
+}
+
+/// The event if `user` may see it; a hidden event is reported as not found, so its existence
+/// does not leak.
+fn visible_event(services: &Services, room_id: &RoomId, event_id: &EventId, user: &UserId) -> Result<StoredEvent> {
+    let record = services.rooms.room(room_id)?;
+    let not_found = || Error::not_found("Event not found");
+    let (_, event) = services.rooms.event(event_id.as_str())?.ok_or_else(not_found)?;
+    if event.room_short != record.short {
+        return Err(not_found());
+    }
+    let membership = services.rooms.membership.membership(room_id.as_str(), user.as_str())?;
+    if !services.rooms.can_see_event(user, &event, membership.as_deref())? {
+        return Err(not_found());
+    }
+    Ok(event)
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`
+pub async fn get_room_event_route(
+    State(services): State<AppState>,
+    request: Ruma<get_room_event::v3::Request>,
+) -> Result<RumaResponse<get_room_event::v3::Response>> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    let event = visible_event(&services, &body.room_id, &body.event_id, &sender.user_id)?;
+    let client = services.rooms.client_event(&event, Some((&sender.user_id, &sender.device_id)))?;
+    Ok(RumaResponse(get_room_event::v3::Response::new(to_raw(&client)?)))
+}
+
+/// The most events one `/messages` page returns, whatever the client asks.
+const MAX_PAGE: usize = 1000;
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/messages`
+pub async fn get_message_events_route(
+    State(services): State<AppState>,
+    request: Ruma<get_message_events::v3::Request>,
+) -> Result<RumaResponse<get_message_events::v3::Response>> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    let record = services.rooms.room(&body.room_id)?;
+    let membership = services.rooms.membership.membership(body.room_id.as_str(), sender.user_id.as_str())?;
+    let world_readable = services.rooms.history_visibility(record.current_state_group)? == "world_readable";
+    if membership.is_none() && !world_readable {
+        return Err(Error::forbidden("You are not a member of this room"));
+    }
+    let limit = usize::try_from(u64::from(body.limit)).unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let direction = match body.dir {
+        Direction::Backward => myelin_storage::Direction::Reverse,
+        Direction::Forward => myelin_storage::Direction::Forward,
+    };
+    let from = match &body.from {
+        Some(token) => services.rooms.topological_position(record.short, Token::parse(token)?, body.dir == Direction::Backward)?,
+        // Without `from`, backwards starts at the newest event and forwards at the oldest.
+        None if body.dir == Direction::Backward => (u64::MAX, u64::MAX),
+        None => (0, 0),
+    };
+    let to = body
+        .to
+        .as_deref()
+        .map(Token::parse)
+        .transpose()?
+        .map(|t| services.rooms.topological_position(record.short, t, body.dir == Direction::Forward))
+        .transpose()?;
+
+    let mut chunk = Vec::new();
+    let mut cursor = from;
+    let mut exhausted = false;
+    // Invisible or filtered events are skipped without counting; keep reading pages until the
+    // chunk is full or the room ends.
+    while chunk.len() < limit && !exhausted {
+        let page = services.rooms.timeline.room_topological(record.short, cursor, direction, limit)?;
+        exhausted = page.len() < limit;
+        for (position, short) in page {
+            if let Some(to) = to {
+                let past_to = match body.dir {
+                    Direction::Backward => position <= to,
+                    Direction::Forward => position >= to,
+                };
+                if past_to {
+                    exhausted = true;
+                    break;
+                }
+            }
+            cursor = position;
+            let Some(event) = services.rooms.timeline.get(short)? else { continue };
+            if !event_matches(&body.filter, &event) || !services.rooms.can_see_event(&sender.user_id, &event, membership.as_deref())? {
+                continue;
+            }
+            chunk.push(event);
+            if chunk.len() >= limit {
+                break;
+            }
+        }
+    }
+
+    let mut response = get_message_events::v3::Response::new();
+    response.start = body.from.clone().unwrap_or_else(|| Token::Stream(services.rooms.stream.safe()).to_string());
+    response.end = (!exhausted || chunk.len() >= limit).then(|| Token::Topological { depth: cursor.0, stream: cursor.1 }.to_string());
+    if !body.filter.lazy_load_options.is_disabled() {
+        response.state = lazy_members(&services, &body.room_id, &chunk)?;
+    }
+    response.chunk = chunk
+        .iter()
+        .map(|event| services.rooms.client_event(event, Some((&sender.user_id, &sender.device_id))).and_then(|e| to_raw(&e)))
+        .collect::<Result<_>>()?;
+    Ok(RumaResponse(response))
+}
+
+/// The member events of the senders in `events`, as lazy-loading clients need them.
+fn lazy_members<T>(services: &Services, room_id: &RoomId, events: &[StoredEvent]) -> Result<Vec<ruma::serde::Raw<T>>> {
+    let record = services.rooms.room(room_id)?;
+    let mut senders: Vec<&str> = events.iter().map(StoredEvent::sender).collect();
+    senders.sort_unstable();
+    senders.dedup();
+    let mut out = Vec::new();
+    for sender in senders {
+        if let Some(member) = services.rooms.state_event(record.current_state_group, "m.room.member", sender)? {
+            out.push(to_raw(&services.rooms.client_event(&member, None)?)?);
+        }
+    }
+    Ok(out)
+}

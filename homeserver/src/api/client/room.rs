@@ -1,0 +1,108 @@
+//! `POST /_matrix/client/v3/createRoom`
+
+use axum::extract::State;
+use ruma::{
+    RoomAliasId, RoomVersionId,
+    api::client::room::{Visibility, create_room},
+};
+use serde_json::{Map, Value};
+
+use crate::{
+    error::{Error, Result},
+    router::{AppState, Ruma, RumaResponse},
+    service::rooms::{EventDraft, Preset, RoomSpec},
+};
+
+pub async fn create_room_route(
+    State(services): State<AppState>,
+    request: Ruma<create_room::v3::Request>,
+) -> Result<RumaResponse<create_room::v3::Response>> {
+    let sender = request.sender()?.user_id.clone();
+    let body = request.body;
+    let version = match body.room_version {
+        Some(version) => version,
+        None => RoomVersionId::try_from(services.config.default_room_version.as_str())
+            .map_err(|e| Error::internal(format!("default_room_version: {e}")))?,
+    };
+    if !myelin_federation::room_version::is_supported_room_version(&version) {
+        return Err(Error::matrix(
+            http::StatusCode::BAD_REQUEST,
+            ruma::api::error::ErrorKind::UnsupportedRoomVersion,
+            format!("Room version {version} is not supported"),
+        ));
+    }
+    let preset = match body.preset {
+        Some(create_room::v3::RoomPreset::PublicChat) => Preset::PublicChat,
+        Some(create_room::v3::RoomPreset::TrustedPrivateChat) => Preset::TrustedPrivateChat,
+        Some(create_room::v3::RoomPreset::PrivateChat) => Preset::PrivateChat,
+        Some(_) => return Err(Error::bad_json("Unknown preset")),
+        None if body.visibility == Visibility::Public => Preset::PublicChat,
+        None => Preset::PrivateChat,
+    };
+    let canonical_alias = match &body.room_alias_name {
+        Some(name) => {
+            let alias = RoomAliasId::parse(format!("#{name}:{}", services.server_name))
+                .map_err(|e| Error::invalid_param(format!("Invalid room_alias_name: {e}")))?;
+            if services.rooms.records.alias(alias.as_str())?.is_some() {
+                return Err(Error::matrix(
+                    http::StatusCode::BAD_REQUEST,
+                    ruma::api::error::ErrorKind::RoomInUse,
+                    "Room alias already taken",
+                ));
+            }
+            Some(alias)
+        }
+        None => None,
+    };
+    let creation_content = raw_object(body.creation_content.as_ref().map(|raw| raw.json().get()), "creation_content")?;
+    let power_level_override = body
+        .power_level_content_override
+        .as_ref()
+        .map(|raw| raw_object(Some(raw.json().get()), "power_level_content_override"))
+        .transpose()?;
+    let mut initial_state = Vec::new();
+    for raw in &body.initial_state {
+        let event: Value = serde_json::from_str(raw.json().get()).map_err(|e| Error::bad_json(e.to_string()))?;
+        let event_type = event.get("type").and_then(Value::as_str).ok_or_else(|| Error::bad_json("initial_state: missing type"))?;
+        let state_key = event.get("state_key").and_then(Value::as_str).unwrap_or_default();
+        let content = event.get("content").cloned().unwrap_or_else(|| Value::Object(Map::new()));
+        initial_state.push(EventDraft::state(event_type, state_key, content));
+    }
+    for invitee in &body.invite {
+        if !services.users.is_local(invitee) {
+            return Err(Error::forbidden("Inviting users of other servers needs federation, which is not enabled yet"));
+        }
+    }
+    let account = services.users.get(&sender)?;
+    let spec = RoomSpec {
+        version,
+        preset,
+        creation_content,
+        power_level_override,
+        initial_state,
+        name: body.name,
+        topic: body.topic,
+        invite: body.invite,
+        is_direct: body.is_direct,
+        canonical_alias: canonical_alias.as_ref().map(ToString::to_string),
+        creator_profile: account.map(|a| (a.displayname, a.avatar_url)).unwrap_or_default(),
+    };
+    let room_id = services.rooms.create_from_spec(&sender, spec).await?;
+    services
+        .rooms
+        .publish(&room_id, canonical_alias.as_ref().map(|a| a.as_str()), &sender, body.visibility == Visibility::Public)
+        .await?;
+    tracing::info!(%room_id, creator = %sender, "created a room");
+    Ok(RumaResponse(create_room::v3::Response::new(room_id)))
+}
+
+fn raw_object(json: Option<&str>, field: &str) -> Result<Map<String, Value>> {
+    match json {
+        None => Ok(Map::new()),
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(_) => Err(Error::bad_json(format!("{field} must be an object"))),
+            Err(e) => Err(Error::bad_json(format!("{field}: {e}"))),
+        },
+    }
+}

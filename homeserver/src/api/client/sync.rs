@@ -1,0 +1,42 @@
+//! `GET /_matrix/client/v3/sync`
+
+use std::time::Duration;
+
+use axum::{Json, extract::State};
+use ruma::api::client::{filter::FilterDefinition, sync::sync_events};
+use serde_json::Value;
+
+use crate::{
+    error::{Error, Result},
+    router::{AppState, Ruma},
+    service::sync::{SyncRequest, parse_since, sync},
+};
+
+/// Long-polls are capped so a client cannot hold a connection for hours.
+const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub async fn sync_events_route(
+    State(services): State<AppState>,
+    request: Ruma<sync_events::v3::Request>,
+) -> Result<Json<Value>> {
+    let sender = request.sender()?.clone();
+    let body = request.body;
+    let filter = match body.filter {
+        None => FilterDefinition::default(),
+        Some(sync_events::v3::Filter::FilterDefinition(definition)) => definition,
+        Some(sync_events::v3::Filter::FilterId(id)) => {
+            let stored = services.filters.get(&sender.user_id, &id)?.ok_or_else(|| Error::not_found("Unknown filter"))?;
+            serde_json::from_value(stored).map_err(|e| Error::internal(format!("stored filter: {e}")))?
+        }
+        Some(_) => FilterDefinition::default(),
+    };
+    let sync_request = SyncRequest {
+        user: &sender.user_id,
+        device: &sender.device_id,
+        since: parse_since(body.since.as_deref())?,
+        full_state: body.full_state,
+        timeout: body.timeout.unwrap_or_default().min(MAX_TIMEOUT),
+        filter,
+    };
+    Ok(Json(sync(&services, sync_request).await?))
+}

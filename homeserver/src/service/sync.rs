@@ -1,0 +1,272 @@
+//! `/sync` v3: what changed for a user since a token.
+//!
+//! The token is a stream position (`s<position>`). Rooms, membership and account data all
+//! take positions from the one global stream, so "what changed since" is one range per
+//! source. A sync with nothing to say waits on the user's notifier, never on a polling loop.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use ruma::{DeviceId, RoomId, UserId, api::client::filter::FilterDefinition};
+use serde_json::{Map, Value, json};
+
+use super::{
+    Services,
+    rooms::{StateMap, StoredEvent, event_matches, tokens::Token},
+};
+use crate::error::{Error, Result};
+
+/// Sync's default timeline length, as Synapse's.
+const DEFAULT_TIMELINE_LIMIT: usize = 10;
+/// State events invite previews carry (the spec's recommended set).
+const INVITE_STATE_TYPES: &[&str] =
+    &["m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias", "m.room.encryption", "m.room.topic"];
+
+pub struct SyncRequest<'a> {
+    pub user: &'a UserId,
+    pub device: &'a DeviceId,
+    pub since: Option<u64>,
+    pub full_state: bool,
+    pub timeout: Duration,
+    pub filter: FilterDefinition,
+}
+
+pub fn parse_since(since: Option<&str>) -> Result<Option<u64>> {
+    match since.map(Token::parse).transpose()? {
+        None => Ok(None),
+        Some(Token::Stream(position)) => Ok(Some(position)),
+        Some(Token::Topological { .. }) => Err(Error::invalid_param("Not a sync token")),
+    }
+}
+
+pub async fn sync(services: &Services, request: SyncRequest<'_>) -> Result<Value> {
+    let rooms = &services.rooms;
+    // Subscribe before reading the position, so a change in between still wakes us.
+    let mut wake = rooms.notifier.subscribe(request.user.as_str());
+    let mut now = rooms.stream.safe();
+    if let Some(since) = request.since
+        && since >= now
+        && !request.full_state
+        && !request.timeout.is_zero()
+    {
+        let wait = async {
+            while wake.changed().await.is_ok() {
+                // The change may still have an older append in flight before it.
+                for _ in 0..50 {
+                    if rooms.stream.safe() > since {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(request.timeout, wait).await;
+        now = rooms.stream.safe();
+    }
+    build_response(services, &request, now)
+}
+
+fn build_response(services: &Services, request: &SyncRequest<'_>, now: u64) -> Result<Value> {
+    let mut join = Map::new();
+    let mut invite = Map::new();
+    let mut leave = Map::new();
+    let mut knock = Map::new();
+    let room_filter = &request.filter.room;
+    let room_data = services.account_data.changes(request.user, request.since, now)?;
+    let mut room_account_data: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut global_account_data = Vec::new();
+    for (room, event_type, content) in room_data {
+        let event = json!({"type": event_type, "content": content});
+        if room.is_empty() {
+            global_account_data.push(event);
+        } else {
+            room_account_data.entry(room).or_default().push(event);
+        }
+    }
+
+    for (room_id, entry) in services.rooms.membership.rooms_of(request.user.as_str())? {
+        if room_filter.not_rooms.iter().any(|r| r.as_str() == room_id)
+            || room_filter.rooms.as_ref().is_some_and(|rooms| !rooms.iter().any(|r| r.as_str() == room_id))
+        {
+            continue;
+        }
+        let changed_since = request.since.is_none_or(|since| entry.stream > since);
+        if entry.stream > now {
+            continue;
+        }
+        let Ok(room) = RoomId::parse(&room_id) else { continue };
+        let account_data = room_account_data.remove(&room_id).unwrap_or_default();
+        match entry.membership.as_str() {
+            "join" => {
+                if let Some(section) = joined_room(services, request, &room, now, changed_since, account_data)? {
+                    join.insert(room_id, section);
+                }
+            }
+            "invite" if changed_since => {
+                invite.insert(room_id, json!({ "invite_state": { "events": stripped_state(services, &entry.event_id)? } }));
+            }
+            "knock" if changed_since => {
+                knock.insert(room_id, json!({ "knock_state": { "events": stripped_state(services, &entry.event_id)? } }));
+            }
+            "leave" | "ban" if changed_since && (request.since.is_some() || room_filter.include_leave) => {
+                leave.insert(room_id, left_room(services, request, &room, &entry.event_id)?);
+            }
+            _ => {}
+        }
+    }
+
+    Ok(json!({
+        "next_batch": Token::Stream(now).to_string(),
+        "rooms": { "join": join, "invite": invite, "leave": leave, "knock": knock },
+        "account_data": { "events": global_account_data },
+        "presence": { "events": [] },
+        "to_device": { "events": [] },
+        "device_lists": { "changed": [], "left": [] },
+        "device_one_time_keys_count": {},
+        "device_unused_fallback_key_types": [],
+    }))
+}
+
+fn joined_room(
+    services: &Services,
+    request: &SyncRequest<'_>,
+    room_id: &RoomId,
+    now: u64,
+    joined_since_token: bool,
+    account_data: Vec<Value>,
+) -> Result<Option<Value>> {
+    let rooms = &services.rooms;
+    let record = rooms.room(room_id)?;
+    let timeline_filter = &request.filter.room.timeline;
+    let limit = timeline_filter.limit.map_or(DEFAULT_TIMELINE_LIMIT, |l| usize::try_from(u64::from(l)).unwrap_or(usize::MAX)).max(1);
+    // A room the user joined after the token is sent whole, as in an initial sync.
+    let room_since = if request.full_state || (joined_since_token && request.since.is_some()) { None } else { request.since };
+
+    let mut newest_first = rooms.timeline.room_events_desc(record.short, room_since.unwrap_or(0), now, limit + 1)?;
+    if room_since.is_some() && newest_first.is_empty() && account_data.is_empty() {
+        return Ok(None);
+    }
+    let limited = newest_first.len() > limit;
+    newest_first.truncate(limit);
+    let mut timeline_events: Vec<StoredEvent> = Vec::with_capacity(newest_first.len());
+    for (_, short) in newest_first.iter().rev() {
+        if let Some(event) = rooms.timeline.get(*short)? {
+            timeline_events.push(event);
+        }
+    }
+    // The state before the timeline: in full for a new room, as a delta for a gappy one.
+    let start_group = match timeline_events.first() {
+        Some(first) => first.state_before,
+        None => rooms.state_group_at_stream(record.short, now)?.unwrap_or(record.current_state_group),
+    };
+    let state_ids: Vec<String> = match room_since {
+        None => rooms.state_map(start_group)?.into_values().collect(),
+        Some(since) if limited => {
+            let before = match rooms.state_group_at_stream(record.short, since)? {
+                Some(group) => rooms.state_map(group)?,
+                None => StateMap::new(),
+            };
+            rooms.state_map(start_group)?.into_iter().filter(|(key, id)| before.get(key) != Some(id)).map(|(_, id)| id).collect()
+        }
+        Some(_) => Vec::new(),
+    };
+    let membership = Some("join");
+    let viewer = Some((request.user, request.device));
+    let mut timeline = Vec::new();
+    for event in &timeline_events {
+        if event_matches(timeline_filter, event) && rooms.can_see_event(request.user, event, membership)? {
+            timeline.push(without_room_id(rooms.client_event(event, viewer)?));
+        }
+    }
+    let lazy = !request.filter.room.state.lazy_load_options.is_disabled();
+    let timeline_senders: Vec<&str> = timeline_events.iter().map(StoredEvent::sender).collect();
+    let mut state = Vec::new();
+    for event_id in state_ids {
+        let Some((_, event)) = rooms.event(&event_id)? else { continue };
+        if lazy
+            && event.event_type() == "m.room.member"
+            && event.state_key().is_some_and(|member| member != request.user.as_str() && !timeline_senders.contains(&member))
+        {
+            continue;
+        }
+        if event_matches(&request.filter.room.state, &event) {
+            state.push(without_room_id(rooms.client_event(&event, None)?));
+        }
+    }
+    let prev_batch = match timeline_events.first() {
+        Some(first) => Token::Topological { depth: first.depth, stream: first.stream }.to_string(),
+        None => Token::Stream(now).to_string(),
+    };
+    Ok(Some(json!({
+        "timeline": { "events": timeline, "limited": limited, "prev_batch": prev_batch },
+        "state": { "events": state },
+        "account_data": { "events": account_data },
+        "ephemeral": { "events": [] },
+        "summary": summary(services, room_id, request.user)?,
+        "unread_notifications": {},
+        "unread_thread_notifications": {},
+    })))
+}
+
+fn left_room(services: &Services, request: &SyncRequest<'_>, room_id: &RoomId, leave_event_id: &str) -> Result<Value> {
+    let rooms = &services.rooms;
+    let record = rooms.room(room_id)?;
+    let Some((_, leave_event)) = rooms.event(leave_event_id)? else {
+        return Ok(json!({"timeline": {"events": []}, "state": {"events": []}}));
+    };
+    let limit = request.filter.room.timeline.limit.map_or(DEFAULT_TIMELINE_LIMIT, |l| usize::try_from(u64::from(l)).unwrap_or(usize::MAX)).max(1);
+    let mut timeline = Vec::new();
+    let up_to = leave_event.stream;
+    for (_, short) in rooms.timeline.room_events_desc(record.short, request.since.unwrap_or(0), up_to, limit)?.iter().rev() {
+        if let Some(event) = rooms.timeline.get(*short)?
+            && rooms.can_see_event(request.user, &event, Some("leave"))?
+        {
+            timeline.push(without_room_id(rooms.client_event(&event, Some((request.user, request.device)))?));
+        }
+    }
+    Ok(json!({
+        "timeline": { "events": timeline, "limited": false, "prev_batch": Token::Stream(up_to).to_string() },
+        "state": { "events": [] },
+        "account_data": { "events": [] },
+    }))
+}
+
+/// Stripped state for invite and knock previews: the room's public face, plus the membership
+/// event itself.
+fn stripped_state(services: &Services, membership_event_id: &str) -> Result<Vec<Value>> {
+    let rooms = &services.rooms;
+    let Some((_, membership_event)) = rooms.event(membership_event_id)? else { return Ok(Vec::new()) };
+    let mut events = Vec::new();
+    for event_type in INVITE_STATE_TYPES {
+        if let Some(event) = rooms.state_event(membership_event.state_after, event_type, "")? {
+            events.push(super::rooms::Rooms::stripped_event(&event));
+        }
+    }
+    if let Some(inviter) = rooms.state_event(membership_event.state_after, "m.room.member", membership_event.sender())? {
+        events.push(super::rooms::Rooms::stripped_event(&inviter));
+    }
+    events.push(super::rooms::Rooms::stripped_event(&membership_event));
+    Ok(events)
+}
+
+/// Heroes and member counts, for clients to name rooms without a name.
+fn summary(services: &Services, room_id: &RoomId, user: &UserId) -> Result<Value> {
+    let members = services.rooms.membership.members_of(room_id.as_str())?;
+    let joined = members.iter().filter(|(_, m)| m.membership == "join").count();
+    let invited = members.iter().filter(|(_, m)| m.membership == "invite").count();
+    let heroes: Vec<&str> = members
+        .iter()
+        .filter(|(u, m)| u != user.as_str() && (m.membership == "join" || m.membership == "invite"))
+        .map(|(u, _)| u.as_str())
+        .take(5)
+        .collect();
+    Ok(json!({ "m.heroes": heroes, "m.joined_member_count": joined, "m.invited_member_count": invited }))
+}
+
+/// Sync omits `room_id` from events: the room is the key they sit under.
+fn without_room_id(mut event: Value) -> Value {
+    if let Some(object) = event.as_object_mut() {
+        object.remove("room_id");
+    }
+    event
+}
+
