@@ -61,7 +61,8 @@ pub fn select_auth_events(
     let rules = room_version_rules(version)?;
     let mut selected: Vec<OwnedEventId> = Vec::with_capacity(types.len());
     for (event_type, state_key) in types {
-        if *event_type == StateEventType::RoomCreate && !rules.event_format.allow_room_create_in_auth_events
+        if *event_type == StateEventType::RoomCreate
+            && !rules.event_format.allow_room_create_in_auth_events
         {
             continue;
         }
@@ -110,7 +111,10 @@ pub fn check_auth_against_auth_events(
     let mut state: HashMap<(StateEventType, String), Pdu> = HashMap::new();
     let mut add = |pdu: Pdu| {
         if let Some(state_key) = pdu.state_key() {
-            let key = (StateEventType::from(pdu.event_type().to_string()), state_key.to_owned());
+            let key = (
+                StateEventType::from(pdu.event_type().to_string()),
+                state_key.to_owned(),
+            );
             state.insert(key, pdu);
         }
     };
@@ -126,14 +130,18 @@ pub fn check_auth_against_auth_events(
         add(create);
     }
     check_auth(version, event, &fetch_event, |event_type, state_key| {
-        state.get(&(event_type.clone(), state_key.to_owned())).cloned()
+        state
+            .get(&(event_type.clone(), state_key.to_owned()))
+            .cloned()
     })
 }
 
 /// "If `content.room_version` is present and is not a recognised version, reject." ruma leaves
 /// this rule to the caller.
 fn check_create_room_version(event: &Pdu) -> Result<()> {
-    let Some(value) = event.content_object().get("room_version") else { return Ok(()) };
+    let Some(value) = event.content_object().get("room_version") else {
+        return Ok(());
+    };
     let recognised = value
         .as_str()
         .and_then(|raw| RoomVersionId::try_from(raw).ok())
@@ -141,7 +149,9 @@ fn check_create_room_version(event: &Pdu) -> Result<()> {
     if recognised {
         Ok(())
     } else {
-        Err(Error::Auth("`m.room.create` event has an unrecognised `room_version`".to_owned()))
+        Err(Error::Auth(
+            "`m.room.create` event has an unrecognised `room_version`".to_owned(),
+        ))
     }
 }
 

@@ -39,7 +39,9 @@ pub fn room_version_rules(version: &RoomVersionId) -> Result<RoomVersionRules> {
     if !is_supported_room_version(version) {
         return Err(Error::UnsupportedRoomVersion(version.to_string()));
     }
-    version.rules().ok_or_else(|| Error::UnsupportedRoomVersion(version.to_string()))
+    version
+        .rules()
+        .ok_or_else(|| Error::UnsupportedRoomVersion(version.to_string()))
 }
 
 /// Fails with [`Error::UnsupportedRoomVersion`] unless `version` is supported.

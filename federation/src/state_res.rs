@@ -45,7 +45,8 @@ pub fn resolve_state(
                 auth_chains,
                 &fetch_event,
                 |conflicted: &StateMap<Vec<OwnedEventId>>| {
-                    let subgraph = conflicted_state_subgraph(conflicted.values().flatten(), &fetch_event);
+                    let subgraph =
+                        conflicted_state_subgraph(conflicted.values().flatten(), &fetch_event);
                     Some(subgraph.into_iter().collect())
                 },
             )
@@ -58,7 +59,10 @@ pub fn resolve_state(
 
 /// The auth chain of the given events: their `auth_events`, and theirs, recursively (the events
 /// themselves are included only if another one's chain reaches them). Unknown events end a path.
-pub fn auth_chain<I>(event_ids: I, fetch_event: impl Fn(&EventId) -> Option<Pdu>) -> HashSet<OwnedEventId>
+pub fn auth_chain<I>(
+    event_ids: I,
+    fetch_event: impl Fn(&EventId) -> Option<Pdu>,
+) -> HashSet<OwnedEventId>
 where
     I: IntoIterator,
     I::Item: AsRef<EventId>,
@@ -75,7 +79,12 @@ where
             continue;
         }
         if let Some(pdu) = fetch_event(&id) {
-            queue.extend(pdu.auth_event_ids().iter().filter(|a| !chain.contains(*a)).cloned());
+            queue.extend(
+                pdu.auth_event_ids()
+                    .iter()
+                    .filter(|a| !chain.contains(*a))
+                    .cloned(),
+            );
         }
         chain.insert(id);
     }
@@ -112,7 +121,10 @@ pub fn conflicted_state_subgraph<'a>(
         }
         if let Some(pdu) = fetch_event(&id) {
             for auth_id in pdu.auth_event_ids() {
-                children.entry(auth_id.clone()).or_default().push(id.clone());
+                children
+                    .entry(auth_id.clone())
+                    .or_default()
+                    .push(id.clone());
                 if !reached.contains(auth_id) {
                     stack.push(auth_id.clone());
                 }

@@ -100,10 +100,18 @@ impl TestRoom {
             ("m.room.member", json!({ "membership": "join" })),
             ("m.room.power_levels", json!({ "users": users })),
             ("m.room.join_rules", json!({ "join_rule": join_rule })),
-            ("m.room.history_visibility", json!({ "history_visibility": "shared" })),
+            (
+                "m.room.history_visibility",
+                json!({ "history_visibility": "shared" }),
+            ),
         ] {
-            let state_key = if event_type == "m.room.member" { creator.as_str() } else { "" };
-            room.send(&mut main, &creator, event_type, Some(state_key), content).unwrap();
+            let state_key = if event_type == "m.room.member" {
+                creator.as_str()
+            } else {
+                ""
+            };
+            room.send(&mut main, &creator, event_type, Some(state_key), content)
+                .unwrap();
         }
         room.main = main;
         room
@@ -111,10 +119,6 @@ impl TestRoom {
 
     pub fn fetch(&self) -> impl Fn(&EventId) -> Option<Pdu> + '_ {
         |id| self.events.get(id).cloned()
-    }
-
-    pub fn pdu(&self, id: &EventId) -> Pdu {
-        self.events[id].clone()
     }
 
     /// Sets the `origin_server_ts` of the next event.
@@ -132,13 +136,16 @@ impl TestRoom {
         content: Value,
     ) -> Result<Pdu> {
         let room_id = Some(self.room_id.clone());
-        self.build_template(branch, room_id, sender, event_type, state_key, content).map(|b| b.0)
+        self.build_template(branch, room_id, sender, event_type, state_key, content)
+            .map(|b| b.0)
     }
 
     /// Checks `pdu` against the state of `branch`.
     pub fn check(&self, pdu: &Pdu, branch: &Branch) -> Result<()> {
         check_auth(&self.version, pdu, self.fetch(), |event_type, state_key| {
-            branch.get(event_type.clone(), state_key).and_then(|id| self.events.get(id).cloned())
+            branch
+                .get(event_type.clone(), state_key)
+                .and_then(|id| self.events.get(id).cloned())
         })
     }
 
@@ -161,13 +168,14 @@ impl TestRoom {
     /// A user's join on `branch` (the room must let them in).
     pub fn join(&mut self, branch: &mut Branch, name: &str) -> Pdu {
         let user = user(name);
-        self.send(branch, &user, "m.room.member", Some(user.as_str()), json!({ "membership": "join" }))
-            .unwrap()
-    }
-
-    /// The state after merging the branches' ends into one event's `prev_events`.
-    pub fn merge_prev(branches: &[&Branch]) -> Vec<OwnedEventId> {
-        branches.iter().flat_map(|branch| branch.prev.iter().cloned()).collect()
+        self.send(
+            branch,
+            &user,
+            "m.room.member",
+            Some(user.as_str()),
+            json!({ "membership": "join" }),
+        )
+        .unwrap()
     }
 
     fn accept(&mut self, pdu: &Pdu) {
@@ -212,7 +220,10 @@ impl TestRoom {
 
 fn append(branch: &mut Branch, pdu: &Pdu) {
     if let Some(state_key) = pdu.state_key() {
-        let key = (StateEventType::from(pdu.event_type().to_string()), state_key.to_owned());
+        let key = (
+            StateEventType::from(pdu.event_type().to_string()),
+            state_key.to_owned(),
+        );
         branch.state.insert(key, pdu.event_id().to_owned());
     }
     branch.prev = vec![pdu.event_id().to_owned()];

@@ -7,8 +7,13 @@ use crate::{
     testing::{TestRoom, object, user},
 };
 
-const VERSIONS: [RoomVersionId; 5] =
-    [RoomVersionId::V1, RoomVersionId::V6, RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12];
+const VERSIONS: [RoomVersionId; 5] = [
+    RoomVersionId::V1,
+    RoomVersionId::V6,
+    RoomVersionId::V10,
+    RoomVersionId::V11,
+    RoomVersionId::V12,
+];
 
 fn reason(result: Result<impl std::fmt::Debug>) -> String {
     match result {
@@ -23,7 +28,11 @@ fn fresh_rooms_pass_auth_and_select_auth_events_per_version() {
         for join_rule in ["invite", "public"] {
             // TestRoom::new runs check_auth on every event against the state before it.
             let room = TestRoom::new(version.clone(), join_rule, &[]);
-            let create_id = room.main.get(StateEventType::RoomCreate, "").unwrap().clone();
+            let create_id = room
+                .main
+                .get(StateEventType::RoomCreate, "")
+                .unwrap()
+                .clone();
             assert_eq!(room.events.len(), 5, "{version}");
             for pdu in room.events.values() {
                 check_auth_against_auth_events(&version, pdu, room.fetch()).unwrap();
@@ -31,14 +40,21 @@ fn fresh_rooms_pass_auth_and_select_auth_events_per_version() {
                     continue;
                 }
                 let lists_create = pdu.auth_event_ids().contains(&create_id);
-                assert_eq!(lists_create, version != RoomVersionId::V12, "{version}: {pdu:?}");
+                assert_eq!(
+                    lists_create,
+                    version != RoomVersionId::V12,
+                    "{version}: {pdu:?}"
+                );
                 let power_levels = room.main.get(StateEventType::RoomPowerLevels, "").unwrap();
                 if *pdu.event_type() == TimelineEventType::RoomHistoryVisibility {
                     assert!(pdu.auth_event_ids().contains(power_levels), "{version}");
                 }
             }
             if version == RoomVersionId::V12 {
-                assert_eq!(create_event_id_from_room_id(&room.room_id).unwrap(), create_id);
+                assert_eq!(
+                    create_event_id_from_room_id(&room.room_id).unwrap(),
+                    create_id
+                );
             }
         }
     }
@@ -52,8 +68,18 @@ fn strangers_cannot_send_messages() {
         let dave = user("dave");
         let message = json!({ "msgtype": "m.text", "body": "hi" });
         let result = room.send(&mut main, &dave, "m.room.message", None, message.clone());
-        assert!(reason(result).contains("membership is not `join`"), "{version}");
-        room.send(&mut main, &room.creator.clone(), "m.room.message", None, message).unwrap();
+        assert!(
+            reason(result).contains("membership is not `join`"),
+            "{version}"
+        );
+        room.send(
+            &mut main,
+            &room.creator.clone(),
+            "m.room.message",
+            None,
+            message,
+        )
+        .unwrap();
     }
 }
 
@@ -64,11 +90,27 @@ fn members_without_power_cannot_rename_the_room() {
         let mut main = room.main.clone();
         room.join(&mut main, "bob");
         let name = json!({ "name": "Bob's room" });
-        let result = room.send(&mut main, &user("bob"), "m.room.name", Some(""), name.clone());
+        let result = room.send(
+            &mut main,
+            &user("bob"),
+            "m.room.name",
+            Some(""),
+            name.clone(),
+        );
         let reason = reason(result);
-        assert!(reason.contains("not have enough power"), "{version}: {reason}");
+        assert!(
+            reason.contains("not have enough power"),
+            "{version}: {reason}"
+        );
         assert!(reason.contains("m.room.name"), "{version}: {reason}");
-        room.send(&mut main, &room.creator.clone(), "m.room.name", Some(""), name).unwrap();
+        room.send(
+            &mut main,
+            &room.creator.clone(),
+            "m.room.name",
+            Some(""),
+            name,
+        )
+        .unwrap();
     }
 }
 
@@ -84,13 +126,35 @@ fn joins_follow_the_join_rule() {
         let mut main = private.main.clone();
         let carol = user("carol");
         let join = json!({ "membership": "join" });
-        let result = private.send(&mut main, &carol, "m.room.member", Some(carol.as_str()), join.clone());
+        let result = private.send(
+            &mut main,
+            &carol,
+            "m.room.member",
+            Some(carol.as_str()),
+            join.clone(),
+        );
         assert!(matches!(result, Err(Error::Auth(_))), "{version}");
 
         let alice = private.creator.clone();
         let invite = json!({ "membership": "invite" });
-        private.send(&mut main, &alice, "m.room.member", Some(carol.as_str()), invite).unwrap();
-        private.send(&mut main, &carol, "m.room.member", Some(carol.as_str()), join).unwrap();
+        private
+            .send(
+                &mut main,
+                &alice,
+                "m.room.member",
+                Some(carol.as_str()),
+                invite,
+            )
+            .unwrap();
+        private
+            .send(
+                &mut main,
+                &carol,
+                "m.room.member",
+                Some(carol.as_str()),
+                join,
+            )
+            .unwrap();
     }
 }
 
@@ -108,12 +172,19 @@ fn moderators_can_ban_and_members_cannot() {
         assert!(matches!(result, Err(Error::Auth(_))), "{version}");
 
         let ban = json!({ "membership": "ban", "reason": "spam" });
-        room.send(&mut main, &bob, "m.room.member", Some(carol.as_str()), ban).unwrap();
+        room.send(&mut main, &bob, "m.room.member", Some(carol.as_str()), ban)
+            .unwrap();
         let message = json!({ "msgtype": "m.text", "body": "let me back" });
         let result = room.send(&mut main, &carol, "m.room.message", None, message);
         assert!(matches!(result, Err(Error::Auth(_))), "{version}");
         let rejoin = json!({ "membership": "join" });
-        let result = room.send(&mut main, &carol, "m.room.member", Some(carol.as_str()), rejoin);
+        let result = room.send(
+            &mut main,
+            &carol,
+            "m.room.member",
+            Some(carol.as_str()),
+            rejoin,
+        );
         assert!(matches!(result, Err(Error::Auth(_))), "{version}");
     }
 }
@@ -122,21 +193,51 @@ fn moderators_can_ban_and_members_cannot() {
 fn auth_types_depend_on_event_and_version() {
     let bob = user("bob");
     let join = object(json!({ "membership": "join" }));
-    let types = auth_types_for(&RoomVersionId::V11, "m.room.member", &bob, Some("@bob:hs1"), &join).unwrap();
+    let types = auth_types_for(
+        &RoomVersionId::V11,
+        "m.room.member",
+        &bob,
+        Some("@bob:hs1"),
+        &join,
+    )
+    .unwrap();
     assert!(types.contains(&(StateEventType::RoomCreate, String::new())));
     assert!(types.contains(&(StateEventType::RoomJoinRules, String::new())));
     assert!(types.contains(&(StateEventType::RoomMember, "@bob:hs1".to_owned())));
 
-    let types = auth_types_for(&RoomVersionId::V12, "m.room.member", &bob, Some("@bob:hs1"), &join).unwrap();
+    let types = auth_types_for(
+        &RoomVersionId::V12,
+        "m.room.member",
+        &bob,
+        Some("@bob:hs1"),
+        &join,
+    )
+    .unwrap();
     assert!(!types.contains(&(StateEventType::RoomCreate, String::new())));
 
     let message = object(json!({ "body": "x" }));
     let types = auth_types_for(&RoomVersionId::V6, "m.room.message", &bob, None, &message).unwrap();
     assert!(!types.contains(&(StateEventType::RoomJoinRules, String::new())));
-    assert!(auth_types_for(&RoomVersionId::V6, "m.room.create", &bob, Some(""), &message).unwrap().is_empty());
+    assert!(
+        auth_types_for(
+            &RoomVersionId::V6,
+            "m.room.create",
+            &bob,
+            Some(""),
+            &message
+        )
+        .unwrap()
+        .is_empty()
+    );
 
     let no_membership = object(json!({}));
-    let malformed = auth_types_for(&RoomVersionId::V6, "m.room.member", &bob, Some("@bob:hs1"), &no_membership);
+    let malformed = auth_types_for(
+        &RoomVersionId::V6,
+        "m.room.member",
+        &bob,
+        Some("@bob:hs1"),
+        &no_membership,
+    );
     assert!(matches!(malformed, Err(Error::InvalidPdu(_))));
 
     // Selection skips missing state, duplicates and, in v12, an explicitly requested create event.
@@ -153,7 +254,12 @@ fn auth_types_depend_on_event_and_version() {
         (StateEventType::RoomPowerLevels, String::new()),
         (StateEventType::RoomMember, "@bob:hs1".to_owned()),
     ];
-    assert_eq!(select_auth_events(&RoomVersionId::V11, &types, state).unwrap().len(), 2);
+    assert_eq!(
+        select_auth_events(&RoomVersionId::V11, &types, state)
+            .unwrap()
+            .len(),
+        2
+    );
     assert_eq!(
         select_auth_events(&RoomVersionId::V12, &types, state).unwrap(),
         [ruma::owned_event_id!("$pl")]
@@ -166,6 +272,8 @@ fn a_create_event_naming_an_unknown_room_version_is_rejected() {
     let content = json!({ "creator": "@alice:hs1", "room_version": "org.example.unknown" });
     let alice = room.creator.clone();
     let fresh = crate::testing::Branch::default();
-    let create = room.build(&fresh, &alice, "m.room.create", Some(""), content).unwrap();
+    let create = room
+        .build(&fresh, &alice, "m.room.create", Some(""), content)
+        .unwrap();
     assert!(reason(room.check(&create, &fresh)).contains("room_version"));
 }

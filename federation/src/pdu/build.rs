@@ -120,7 +120,9 @@ pub fn build_pdu_with_reference_hashes(
     let mut content = template.content;
     if let Some(redacts) = template.redacts {
         if template.event_type != "m.room.redaction" {
-            return Err(Error::InvalidPdu("`redacts` is only valid on m.room.redaction".to_owned()));
+            return Err(Error::InvalidPdu(
+                "`redacts` is only valid on m.room.redaction".to_owned(),
+            ));
         }
         if rules.redaction.content_field_redacts {
             content.insert("redacts".to_owned(), redacts.to_string().into());
@@ -162,7 +164,11 @@ pub fn build_pdu_with_reference_hashes(
         Some(room_id) => room_id,
         None => room_id_from_create_event_id(&event_id)?,
     };
-    Ok(BuiltPdu { event_id, room_id, json })
+    Ok(BuiltPdu {
+        event_id,
+        room_id,
+        json,
+    })
 }
 
 /// Adds the content hash and this server's signature to a prepared PDU (e.g. the template a
@@ -193,7 +199,10 @@ pub fn sign_pdu(
 
 /// The room ID of a v12+ room: the `m.room.create` event ID with `!` instead of `$`.
 pub fn room_id_from_create_event_id(create_event_id: &EventId) -> Result<OwnedRoomId> {
-    let hash = create_event_id.as_str().strip_prefix('$').unwrap_or(create_event_id.as_str());
+    let hash = create_event_id
+        .as_str()
+        .strip_prefix('$')
+        .unwrap_or(create_event_id.as_str());
     if hash.contains(':') {
         return Err(Error::InvalidPdu(format!(
             "{create_event_id} is not a reference-hash event ID"
@@ -204,7 +213,8 @@ pub fn room_id_from_create_event_id(create_event_id: &EventId) -> Result<OwnedRo
 
 /// The `m.room.create` event ID of a v12+ room: the room ID with `$` instead of `!`.
 pub fn create_event_id_from_room_id(room_id: &RoomId) -> Result<OwnedEventId> {
-    EventId::parse(format!("${}", room_id.strip_sigil())).map_err(|e| Error::InvalidPdu(e.to_string()))
+    EventId::parse(format!("${}", room_id.strip_sigil()))
+        .map_err(|e| Error::InvalidPdu(e.to_string()))
 }
 
 fn hash_and_sign_with(
@@ -252,7 +262,10 @@ fn integer(value: u64, field: &str) -> Result<CanonicalJsonValue> {
 
 /// A v1/v2 event ID, `$<24 random alphanumerics>:<origin>`.
 fn random_event_id(origin: &ServerName) -> String {
-    let local: String =
-        rand::thread_rng().sample_iter(&Alphanumeric).take(24).map(char::from).collect();
+    let local: String = rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect();
     format!("${local}:{origin}")
 }

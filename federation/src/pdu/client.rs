@@ -7,10 +7,17 @@
 use ruma::{CanonicalJsonObject, CanonicalJsonValue, EventId, RoomVersionId};
 use serde_json::{Map, Value};
 
-use super::build::room_id_from_create_event_id;
+use super::{build::room_id_from_create_event_id, redacts_field};
 
 /// Top-level PDU fields copied verbatim into the client event.
-const COPIED_FIELDS: [&str; 6] = ["content", "origin_server_ts", "room_id", "sender", "type", "state_key"];
+const COPIED_FIELDS: [&str; 6] = [
+    "content",
+    "origin_server_ts",
+    "room_id",
+    "sender",
+    "type",
+    "state_key",
+];
 
 /// Renders a PDU as a client event.
 ///
@@ -41,19 +48,11 @@ pub fn client_event(
         event.insert("room_id".to_owned(), room_id.as_str().into());
     }
 
-    let content_redacts = || {
-        pdu_json
-            .get("content")
-            .and_then(CanonicalJsonValue::as_object)
-            .and_then(|content| content.get("redacts"))
-    };
-    let redacts = match version.rules().map(|rules| rules.redaction.content_field_redacts) {
-        Some(true) => content_redacts(),
-        Some(false) => pdu_json.get("redacts"),
-        None => content_redacts().or_else(|| pdu_json.get("redacts")),
-    };
-    if let Some(CanonicalJsonValue::String(redacts)) = redacts {
-        event.insert("redacts".to_owned(), redacts.as_str().into());
+    let content_field_redacts = version
+        .rules()
+        .map(|rules| rules.redaction.content_field_redacts);
+    if let Some(redacts) = redacts_field(pdu_json, content_field_redacts) {
+        event.insert("redacts".to_owned(), redacts.into());
     }
 
     let mut unsigned = match pdu_json.get("unsigned") {
@@ -69,7 +68,10 @@ pub fn client_event(
         .and_then(CanonicalJsonValue::as_integer)
         .and_then(|ts| u64::try_from(i64::from(ts)).ok())
         .unwrap_or(now_ms);
-    unsigned.insert("age".to_owned(), now_ms.saturating_sub(origin_server_ts).into());
+    unsigned.insert(
+        "age".to_owned(),
+        now_ms.saturating_sub(origin_server_ts).into(),
+    );
     event.insert("unsigned".to_owned(), Value::Object(unsigned));
 
     Value::Object(event)
@@ -78,7 +80,9 @@ pub fn client_event(
 /// Adds `extra` to the event's `unsigned` object (created if missing), replacing equal keys.
 pub fn merge_unsigned(event: &mut Value, extra: Map<String, Value>) {
     let Value::Object(event) = event else { return };
-    let unsigned = event.entry("unsigned").or_insert_with(|| Value::Object(Map::new()));
+    let unsigned = event
+        .entry("unsigned")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !unsigned.is_object() {
         *unsigned = Value::Object(Map::new());
     }

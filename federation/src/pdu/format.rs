@@ -73,6 +73,10 @@ pub fn redact_pdu(
     redacted_because: Option<CanonicalJsonObject>,
 ) -> Result<CanonicalJsonObject> {
     let rules = room_version_rules(version)?;
-    redact(json, &rules.redaction, redacted_because.map(RedactedBecause::from_json))
-        .map_err(|e| Error::InvalidPdu(e.to_string()))
+    redact(
+        json,
+        &rules.redaction,
+        redacted_because.map(RedactedBecause::from_json),
+    )
+    .map_err(|e| Error::InvalidPdu(e.to_string()))
 }

@@ -125,12 +125,41 @@ impl fmt::Debug for Pdu {
 }
 
 impl Pdu {
-    /// Parses the fields of `json` that the protocol algorithms need.
+    /// Parses the fields of `json` that the protocol algorithms need, without knowing the room
+    /// version.
     ///
     /// `prev_events`/`auth_events` are accepted in both the v1/v2 pair format and the v3+ string
-    /// format. `redacts` is read from the top level and, failing that, from `content.redacts`
-    /// (the v11+ location); room versions never carry conflicting values in both.
+    /// format. `redacts` is read from the top level and, failing that, from `content.redacts`:
+    /// exact for v1–v10 (the only versions whose auth rules read it) and for every well-formed
+    /// v11+ redaction; prefer [`Pdu::for_version`] when the version is at hand.
     pub fn from_json(event_id: OwnedEventId, json: CanonicalJsonObject) -> Result<Self> {
+        Self::parse(event_id, json, None)
+    }
+
+    /// [`Pdu::from_json`] reading `redacts` exactly where `version` puts it.
+    pub fn for_version(
+        version: &RoomVersionId,
+        event_id: OwnedEventId,
+        json: CanonicalJsonObject,
+    ) -> Result<Self> {
+        let rules = room_version_rules(version)?;
+        Self::parse(event_id, json, Some(rules.redaction.content_field_redacts))
+    }
+
+    /// [`Pdu::for_version`] with the event ID derived per room version ([`event_id_of`]).
+    pub fn from_json_for_version(
+        version: &RoomVersionId,
+        json: CanonicalJsonObject,
+    ) -> Result<Self> {
+        let event_id = event_id_of(version, &json)?;
+        Self::for_version(version, event_id, json)
+    }
+
+    fn parse(
+        event_id: OwnedEventId,
+        json: CanonicalJsonObject,
+        content_field_redacts: Option<bool>,
+    ) -> Result<Self> {
         let room_id = string_field(&json, "room_id")?
             .map(|raw| RoomId::parse(raw).map_err(|e| Error::InvalidPdu(format!("`room_id`: {e}"))))
             .transpose()?;
@@ -144,7 +173,11 @@ impl Pdu {
         let depth = non_negative(&json, "depth")?;
         let content_object = match json.get("content") {
             Some(CanonicalJsonValue::Object(content)) => content,
-            _ => return Err(Error::InvalidPdu("`content` is missing or not an object".to_owned())),
+            _ => {
+                return Err(Error::InvalidPdu(
+                    "`content` is missing or not an object".to_owned(),
+                ));
+            }
         };
         let content = RawJsonValue::from_string(
             serde_json::to_string(content_object).map_err(|e| Error::Json(e.to_string()))?,
@@ -153,13 +186,10 @@ impl Pdu {
         let state_key = string_field(&json, "state_key")?.map(ToOwned::to_owned);
         let prev_events = event_refs(&json, "prev_events")?;
         let auth_events = event_refs(&json, "auth_events")?;
-        let redacts = match json.get("redacts") {
-            Some(CanonicalJsonValue::String(id)) => Some(id.as_str()),
-            _ => content_object.get("redacts").and_then(CanonicalJsonValue::as_str),
-        }
-        .map(EventId::parse)
-        .transpose()
-        .map_err(|e| Error::InvalidPdu(format!("`redacts`: {e}")))?;
+        let redacts = redacts_field(&json, content_field_redacts)
+            .map(EventId::parse)
+            .transpose()
+            .map_err(|e| Error::InvalidPdu(format!("`redacts`: {e}")))?;
 
         Ok(Self(Arc::new(Inner {
             event_id,
@@ -176,12 +206,6 @@ impl Pdu {
             rejected: false,
             json,
         })))
-    }
-
-    /// [`Pdu::from_json`] with the event ID derived per room version ([`event_id_of`]).
-    pub fn from_json_for_version(version: &RoomVersionId, json: CanonicalJsonObject) -> Result<Self> {
-        let event_id = event_id_of(version, &json)?;
-        Self::from_json(event_id, json)
     }
 
     /// Marks the event as rejected (or not) by the checks on receipt of a PDU.
@@ -299,8 +323,45 @@ impl ruma::state_res::Event for Pdu {
     }
 }
 
+/// The event a redaction event redacts, read where `version` puts it: top-level `redacts`
+/// before v11, `content.redacts` from v11 (the only signed location there). `None` for other
+/// events or a malformed value.
+pub fn redacted_event_id(
+    version: &RoomVersionId,
+    json: &CanonicalJsonObject,
+) -> Result<Option<OwnedEventId>> {
+    let rules = room_version_rules(version)?;
+    Ok(
+        redacts_field(json, Some(rules.redaction.content_field_redacts))
+            .and_then(|raw| EventId::parse(raw).ok()),
+    )
+}
+
+/// `redacts` at the top level (`Some(false)`), in `content` (`Some(true)`), or top level first
+/// then content (`None`, version unknown).
+pub(crate) fn redacts_field(
+    json: &CanonicalJsonObject,
+    content_field_redacts: Option<bool>,
+) -> Option<&str> {
+    let top_level = || json.get("redacts").and_then(CanonicalJsonValue::as_str);
+    let in_content = || {
+        json.get("content")
+            .and_then(CanonicalJsonValue::as_object)
+            .and_then(|content| content.get("redacts"))
+            .and_then(CanonicalJsonValue::as_str)
+    };
+    match content_field_redacts {
+        Some(true) => in_content(),
+        Some(false) => top_level(),
+        None => top_level().or_else(in_content),
+    }
+}
+
 /// An optional string field; present with another type is an error.
-pub(crate) fn string_field<'a>(json: &'a CanonicalJsonObject, key: &str) -> Result<Option<&'a str>> {
+pub(crate) fn string_field<'a>(
+    json: &'a CanonicalJsonObject,
+    key: &str,
+) -> Result<Option<&'a str>> {
     match json.get(key) {
         None => Ok(None),
         Some(CanonicalJsonValue::String(value)) => Ok(Some(value)),
@@ -316,7 +377,9 @@ fn non_negative(json: &CanonicalJsonObject, key: &str) -> Result<u64> {
     match json.get(key) {
         Some(CanonicalJsonValue::Integer(value)) => u64::try_from(i64::from(*value))
             .map_err(|_| Error::InvalidPdu(format!("`{key}` is negative"))),
-        _ => Err(Error::InvalidPdu(format!("`{key}` is missing or not an integer"))),
+        _ => Err(Error::InvalidPdu(format!(
+            "`{key}` is missing or not an integer"
+        ))),
     }
 }
 
@@ -324,14 +387,18 @@ fn non_negative(json: &CanonicalJsonObject, key: &str) -> Result<u64> {
 /// (v1/v2).
 fn event_refs(json: &CanonicalJsonObject, key: &str) -> Result<Vec<OwnedEventId>> {
     let Some(CanonicalJsonValue::Array(items)) = json.get(key) else {
-        return Err(Error::InvalidPdu(format!("`{key}` is missing or not an array")));
+        return Err(Error::InvalidPdu(format!(
+            "`{key}` is missing or not an array"
+        )));
     };
     items
         .iter()
         .map(|item| {
             let raw = match item {
                 CanonicalJsonValue::String(id) => Some(id.as_str()),
-                CanonicalJsonValue::Array(pair) => pair.first().and_then(CanonicalJsonValue::as_str),
+                CanonicalJsonValue::Array(pair) => {
+                    pair.first().and_then(CanonicalJsonValue::as_str)
+                }
                 _ => None,
             }
             .ok_or_else(|| Error::InvalidPdu(format!("malformed entry in `{key}`")))?;

@@ -52,15 +52,21 @@ pub(super) fn resolve(
         if ids.len() == 1 {
             resolved.insert(key, ids.into_iter().next().expect("one element"));
         } else {
-            let events = ids.iter().filter_map(|id| fetch_event(id)).collect::<Vec<_>>();
+            let events = ids
+                .iter()
+                .filter_map(|id| fetch_event(id))
+                .collect::<Vec<_>>();
             if !events.is_empty() {
                 conflicts.push((key, events));
             }
         }
     }
 
-    let auth_types =
-        [StateEventType::RoomPowerLevels, StateEventType::RoomJoinRules, StateEventType::RoomMember];
+    let auth_types = [
+        StateEventType::RoomPowerLevels,
+        StateEventType::RoomJoinRules,
+        StateEventType::RoomMember,
+    ];
     for auth_type in &auth_types {
         for (key, events) in conflicts.iter_mut().filter(|(key, _)| key.0 == *auth_type) {
             // Ascending depth, then descending SHA-1 of the event ID.
@@ -75,7 +81,10 @@ pub(super) fn resolve(
         }
     }
 
-    for (key, events) in conflicts.iter_mut().filter(|(key, _)| !auth_types.contains(&key.0)) {
+    for (key, events) in conflicts
+        .iter_mut()
+        .filter(|(key, _)| !auth_types.contains(&key.0))
+    {
         // Descending depth, then ascending SHA-1 of the event ID.
         events.sort_by_cached_key(|event| (Reverse(event.depth()), sha1_of(event.event_id())));
         let winner = events
@@ -96,7 +105,9 @@ fn allowed(
     fetch_event: &impl Fn(&EventId) -> Option<Pdu>,
 ) -> bool {
     check_state_dependent_auth_rules(rules, event, |event_type, state_key| {
-        state.get(&(event_type.clone(), state_key.to_owned())).and_then(|id| fetch_event(id))
+        state
+            .get(&(event_type.clone(), state_key.to_owned()))
+            .and_then(|id| fetch_event(id))
     })
     .is_ok()
 }

@@ -110,7 +110,14 @@ where
             args.push("");
         }
         let http_request = http::Request::from_parts(parts, &bytes[..]);
-        let body = T::try_from_http_request(http_request, &args).map_err(|e| parse_error(e, &bytes))?;
+        // Some ruma parsers index into the body and panic on a missing key (`/login` without
+        // `type`, ruma-client-api 0.25). A client's malformed body must be M_BAD_JSON, never a
+        // 500, so parsing runs behind a panic guard.
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| T::try_from_http_request(http_request, &args)));
+        let body = match parsed {
+            Ok(result) => result.map_err(|e| parse_error(e, &bytes))?,
+            Err(_) => return Err(malformed_body(&bytes)),
+        };
         Ok(Self { body, sender, client_ip })
     }
 }
@@ -149,6 +156,14 @@ fn parse_error(error: FromHttpRequestError, body: &[u8]) -> Error {
         FromHttpRequestError::Deserialization(e) => Error::invalid_param(e.to_string()),
         other => Error::bad_json(other.to_string()),
     }
+}
+
+/// The error for a body ruma's parser choked on: the usual culprit is a missing `type`.
+fn malformed_body(body: &[u8]) -> Error {
+    let has_type = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .is_some_and(|json| json.get("type").is_some_and(serde_json::Value::is_string));
+    if has_type { Error::bad_json("Malformed request body") } else { Error::bad_json("type: missing field `type`") }
 }
 
 /// `M_BAD_JSON` whose message names the offending field, e.g. `password: invalid type: …`.

@@ -1,6 +1,6 @@
 //! Registration and account management.
 
-use axum::extract::State;
+use axum::{extract::State, response::IntoResponse};
 use http::StatusCode;
 use myelin_config::RegistrationMode;
 use ruma::api::{
@@ -27,7 +27,7 @@ use crate::{
 pub async fn register_route(
     State(services): State<AppState>,
     request: Ruma<register::v3::Request>,
-) -> Result<RumaResponse<register::v3::Response>> {
+) -> Result<axum::response::Response> {
     let client_ip = request.client_ip;
     let body = request.body;
     if body.kind == register::RegistrationKind::Guest {
@@ -61,8 +61,13 @@ pub async fn register_route(
     services.users.create(&user_id, Some(password), false, None).await?;
     tracing::info!(%user_id, "registered a new account");
 
+    if body.inhibit_login {
+        // ruma 0.17 serialises the absent device_id as `null`, which the spec's schema (a
+        // string, omitted with inhibit_login) does not allow.
+        return Ok(axum::Json(serde_json::json!({ "user_id": user_id })).into_response());
+    }
     let mut response = register::v3::Response::new(user_id.clone());
-    if !body.inhibit_login {
+    {
         let session = services
             .sessions
             .create_session(&user_id, body.device_id, body.initial_device_display_name, body.refresh_token)
@@ -72,7 +77,7 @@ pub async fn register_route(
         response.refresh_token = session.refresh_token;
         response.expires_in = session.expires_in;
     }
-    Ok(RumaResponse(response))
+    Ok(RumaResponse(response).into_response())
 }
 
 fn user_in_use() -> Error {

@@ -5,7 +5,12 @@ use ruma::{
     EventId, RoomId, UserId,
     api::{
         Direction,
-        client::{message::{get_message_events, send_message_event}, redact::redact_event, room::get_room_event},
+        client::{
+            context::get_context,
+            message::{get_message_events, send_message_event},
+            redact::redact_event,
+            room::get_room_event,
+        },
     },
 };
 use serde_json::{Value, json};
@@ -187,4 +192,62 @@ fn lazy_members<T>(services: &Services, room_id: &RoomId, events: &[StoredEvent]
         }
     }
     Ok(out)
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`
+pub async fn get_context_route(
+    State(services): State<AppState>,
+    request: Ruma<get_context::v3::Request>,
+) -> Result<RumaResponse<get_context::v3::Response>> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    let event = visible_event(&services, &body.room_id, &body.event_id, &sender.user_id)?;
+    let record = services.rooms.room(&body.room_id)?;
+    let membership = services.rooms.membership.membership(body.room_id.as_str(), sender.user_id.as_str())?;
+    let limit = usize::try_from(u64::from(body.limit)).unwrap_or(MAX_PAGE).min(MAX_PAGE);
+    let before_limit = limit / 2;
+    let after_limit = limit - before_limit;
+    let position = (event.depth, event.stream);
+    let viewer = Some((&*sender.user_id, &*sender.device_id));
+    let collect = |direction, wanted: usize| -> Result<(Vec<StoredEvent>, (u64, u64))> {
+        let mut out = Vec::new();
+        let mut cursor = position;
+        for (pos, short) in services.rooms.timeline.room_topological(record.short, position, direction, wanted.max(1) * 4)? {
+            if out.len() >= wanted {
+                break;
+            }
+            cursor = pos;
+            if let Some(candidate) = services.rooms.timeline.get(short)?
+                && event_matches(&body.filter, &candidate)
+                && services.rooms.can_see_event(&sender.user_id, &candidate, membership.as_deref())?
+            {
+                out.push(candidate);
+            }
+        }
+        Ok((out, cursor))
+    };
+    let (before, start) = collect(myelin_storage::Direction::Reverse, before_limit)?;
+    let (after, end) = collect(myelin_storage::Direction::Forward, after_limit)?;
+    let to_client = |e: &StoredEvent| services.rooms.client_event(e, viewer).and_then(|v| to_raw(&v));
+    let mut response = get_context::v3::Response::new();
+    response.event = Some(to_client(&event)?);
+    response.events_before = before.iter().map(to_client).collect::<Result<_>>()?;
+    response.events_after = after.iter().map(to_client).collect::<Result<_>>()?;
+    response.start = Some(Token::Topological { depth: start.0, stream: start.1 }.to_string());
+    response.end = Some(Token::Topological { depth: end.0, stream: end.1 }.to_string());
+    let mut shown: Vec<StoredEvent> = before;
+    shown.push(event.clone());
+    shown.extend(after);
+    response.state = if body.filter.lazy_load_options.is_disabled() {
+        services
+            .rooms
+            .state_map(event.state_after)?
+            .values()
+            .filter_map(|id| services.rooms.event(id).transpose())
+            .map(|found| found.and_then(|(_, e)| services.rooms.client_event(&e, None)).and_then(|v| to_raw(&v)))
+            .collect::<Result<_>>()?
+    } else {
+        lazy_members(&services, &body.room_id, &shown)?
+    };
+    Ok(RumaResponse(response))
 }

@@ -5,6 +5,7 @@ pub use account::deactivate_account;
 mod account_data;
 mod capabilities;
 mod device;
+mod directory;
 mod discovery;
 mod filter;
 mod membership;
@@ -72,6 +73,17 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma_empty_last::<c::state::get_state_event_for_key::v3::Request, _, _>(state::get_state_event_for_key_route)
         .ruma_empty_last::<c::state::send_state_event::v3::Request, _, _>(state::send_state_event_route)
         .ruma::<c::sync::sync_events::v3::Request, _, _>(sync::sync_events_route)
+        .ruma::<c::alias::create_alias::v3::Request, _, _>(directory::create_alias_route)
+        .ruma::<c::alias::get_alias::v3::Request, _, _>(directory::get_alias_route)
+        .ruma::<c::alias::delete_alias::v3::Request, _, _>(directory::delete_alias_route)
+        .ruma::<c::room::aliases::v3::Request, _, _>(directory::get_room_aliases_route)
+        .ruma::<c::directory::get_room_visibility::v3::Request, _, _>(directory::get_room_visibility_route)
+        .ruma::<c::directory::set_room_visibility::v3::Request, _, _>(directory::set_room_visibility_route)
+        .ruma::<c::directory::get_public_rooms::v3::Request, _, _>(directory::get_public_rooms_route)
+        .ruma::<c::directory::get_public_rooms_filtered::v3::Request, _, _>(directory::get_public_rooms_filtered_route)
+        .ruma::<c::config::get_room_account_data::v3::Request, _, _>(account_data::get_room_account_data_route)
+        .ruma::<c::config::set_room_account_data::v3::Request, _, _>(account_data::set_room_account_data_route)
+        .ruma::<c::context::get_context::v3::Request, _, _>(message::get_context_route)
 }
 
 /// Wraps JSON we built into the `Raw` ruma response types carry.

@@ -10,6 +10,7 @@ pub mod short;
 pub mod state;
 pub mod timeline;
 mod create;
+mod directory;
 mod filter;
 mod format;
 pub mod tokens;

@@ -1,0 +1,77 @@
+//! What the public room directory shows about a room, and alias management.
+
+use ruma::{RoomId, UserId};
+use serde_json::{Value, json};
+
+use super::Rooms;
+use crate::error::{Error, Result};
+
+impl Rooms {
+    /// A `publicRooms` chunk for the room, from its current state.
+    pub fn public_chunk(&self, room_id: &RoomId) -> Result<Value> {
+        let record = self.room(room_id)?;
+        let group = record.current_state_group;
+        let content_field = |event_type: &str, field: &str| -> Result<Option<Value>> {
+            Ok(self.state_event(group, event_type, "")?.and_then(|e| e.content().get(field).cloned()))
+        };
+        let joined = self.membership.members_of(room_id.as_str())?.iter().filter(|(_, m)| m.membership == "join").count();
+        let mut chunk = json!({
+            "room_id": room_id,
+            "num_joined_members": joined,
+            "world_readable": self.history_visibility(group)? == "world_readable",
+            "guest_can_join": content_field("m.room.guest_access", "guest_access")?.as_ref().and_then(Value::as_str) == Some("can_join"),
+            "join_rule": content_field("m.room.join_rules", "join_rule")?.unwrap_or(json!("invite")),
+        });
+        for (event_type, field, key) in [
+            ("m.room.name", "name", "name"),
+            ("m.room.topic", "topic", "topic"),
+            ("m.room.canonical_alias", "alias", "canonical_alias"),
+            ("m.room.avatar", "url", "avatar_url"),
+        ] {
+            if let Some(value) = content_field(event_type, field)?.filter(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
+                chunk[key] = value;
+            }
+        }
+        if let Some(room_type) = self.state_event(group, "m.room.create", "")?.and_then(|e| e.content().get("type").cloned()) {
+            chunk["room_type"] = room_type;
+        }
+        Ok(chunk)
+    }
+
+    /// Whether `user` may manage the room's aliases and listing: enough power to send state
+    /// (`state_default`), as the spec leaves this to the server and Synapse does the same.
+    pub fn can_manage_room(&self, room_id: &RoomId, user: &UserId) -> Result<bool> {
+        let record = self.room(room_id)?;
+        self.has_power(record.current_state_group, user, "state_default", 50)
+    }
+
+    pub async fn create_alias(&self, alias: &str, room_id: &RoomId, creator: &UserId) -> Result<()> {
+        self.room(room_id)?;
+        if self.records.alias(alias)?.is_some() {
+            return Err(Error::matrix(http::StatusCode::CONFLICT, ruma::api::error::ErrorKind::Unknown, "Room alias already exists"));
+        }
+        let mut batch = myelin_storage::Batch::new();
+        self.records.put_alias(&mut batch, alias, room_id.as_str(), creator.as_str())?;
+        Ok(self.db.write_async(batch).await?)
+    }
+
+    /// Deletes an alias if `user` created it or may manage the room (`is_admin`: server admins
+    /// may always).
+    pub async fn delete_alias(&self, alias: &str, user: &UserId, is_admin: bool) -> Result<()> {
+        let room_id = self.records.alias(alias)?.ok_or_else(|| Error::not_found("Room alias not found"))?;
+        let room = RoomId::parse(&room_id).map_err(|e| Error::internal(e.to_string()))?;
+        let creator = self.records.aliases_of(&room_id)?.into_iter().find(|(a, _)| a == alias).map(|(_, c)| c);
+        if !is_admin && creator.as_deref() != Some(user.as_str()) && !self.can_manage_room(&room, user)? {
+            return Err(Error::forbidden("You may not delete this alias"));
+        }
+        let mut batch = myelin_storage::Batch::new();
+        self.records.delete_alias(&mut batch, alias, &room_id);
+        Ok(self.db.write_async(batch).await?)
+    }
+
+    pub async fn set_listed(&self, room_id: &RoomId, listed: bool) -> Result<()> {
+        let mut batch = myelin_storage::Batch::new();
+        self.records.set_published(&mut batch, room_id.as_str(), listed)?;
+        Ok(self.db.write_async(batch).await?)
+    }
+}
