@@ -116,7 +116,7 @@ async fn update_field(services: &Services, user_id: &UserId, field: ProfileField
         }
     };
     let new_string = if matches!(name.as_str(), "displayname" | "avatar_url") { as_string(&value)? } else { None };
-    services
+    let account = services
         .users
         .update(user_id, |account| match name.as_str() {
             "displayname" => account.displayname = new_string,
@@ -131,5 +131,8 @@ async fn update_field(services: &Services, user_id: &UserId, field: ProfileField
             },
         })
         .await?;
+    if matches!(name.as_str(), "displayname" | "avatar_url") {
+        services.rooms.propagate_profile(user_id, account.displayname.as_deref(), account.avatar_url.as_deref()).await?;
+    }
     Ok(())
 }

@@ -75,3 +75,34 @@ impl Rooms {
         Ok(self.db.write_async(batch).await?)
     }
 }
+
+impl Rooms {
+    /// Sends a fresh join event into every room the user is joined to, carrying the new
+    /// profile, so other members see the change (as the spec asks of profile updates).
+    /// A room that refuses the event is logged and skipped: the profile change itself stands.
+    pub async fn propagate_profile(&self, user: &UserId, displayname: Option<&str>, avatar_url: Option<&str>) -> Result<()> {
+        for (room_id, entry) in self.membership.rooms_of(user.as_str())? {
+            if entry.membership != "join" {
+                continue;
+            }
+            let Ok(room) = RoomId::parse(&room_id) else { continue };
+            let current = self.room(&room)?;
+            let mut content = self
+                .state_event(current.current_state_group, "m.room.member", user.as_str())?
+                .map(|event| event.content().clone())
+                .unwrap_or_else(|| json!({"membership": "join"}));
+            let Some(object) = content.as_object_mut() else { continue };
+            for (key, value) in [("displayname", displayname), ("avatar_url", avatar_url)] {
+                match value {
+                    Some(value) => object.insert(key.to_owned(), json!(value)),
+                    None => object.remove(key),
+                };
+            }
+            let draft = super::EventDraft::state("m.room.member", user.as_str(), content);
+            if let Err(error) = self.append(&room, user, draft, None).await {
+                tracing::warn!(%room_id, %error, "could not propagate a profile change");
+            }
+        }
+        Ok(())
+    }
+}
