@@ -250,3 +250,61 @@ async fn history_visibility_hides_events_from_before_an_invite_in_invited_rooms(
     let bodies: Vec<&str> = page.body["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
     assert_eq!(bodies, vec!["after join"]);
 }
+
+#[tokio::test]
+async fn upgrade_tombstones_the_old_room_and_carries_state_and_aliases() {
+    let app = TestApp::new();
+    let token = app.register_token("ned").await;
+    let old = create_room(&app, &token, json!({"room_version": "10", "name": "Old name", "room_alias_name": "up", "preset": "public_chat"})).await;
+    let reply = app.call(Method::POST, &format!("/_matrix/client/v3/rooms/{old}/upgrade"), Some(&token), Some(json!({"new_version": "12"}))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let new = reply.body["replacement_room"].as_str().unwrap();
+    let tombstone = app.call(Method::GET, &format!("/_matrix/client/v3/rooms/{old}/state/m.room.tombstone"), Some(&token), None).await;
+    assert_eq!(tombstone.body["replacement_room"], new);
+    let create = app.call(Method::GET, &format!("/_matrix/client/v3/rooms/{new}/state/m.room.create"), Some(&token), None).await;
+    assert_eq!(create.body["predecessor"]["room_id"], old.as_str());
+    assert_eq!(create.body["room_version"], "12");
+    let name = app.call(Method::GET, &format!("/_matrix/client/v3/rooms/{new}/state/m.room.name/"), Some(&token), None).await;
+    assert_eq!(name.body["name"], "Old name");
+    let alias = app.call(Method::GET, "/_matrix/client/v3/directory/room/%23up:test.local", None, None).await;
+    assert_eq!(alias.body["room_id"], new);
+    // ordinary members can no longer talk in the old room
+    let levels = app.call(Method::GET, &format!("/_matrix/client/v3/rooms/{old}/state/m.room.power_levels/"), Some(&token), None).await;
+    assert!(levels.body["events_default"].as_i64().unwrap() >= 50);
+    let other = app.register_token("oli").await;
+    app.call(Method::POST, &format!("/_matrix/client/v3/rooms/{new}/upgrade"), Some(&other), Some(json!({"new_version": "12"})))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+}
+
+#[tokio::test]
+async fn timestamp_to_event_finds_the_nearest_event() {
+    let app = TestApp::new();
+    let token = app.register_token("pat").await;
+    let room = create_room(&app, &token, json!({})).await;
+    let (_, first) = send_text(&app, &token, &room, "1", "first").await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let middle = myelin::util::now_millis();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let (_, second) = send_text(&app, &token, &room, "2", "second").await;
+    let forward = app.call(Method::GET, &format!("/_matrix/client/v1/rooms/{room}/timestamp_to_event?ts={middle}&dir=f"), Some(&token), None).await;
+    assert_eq!(forward.body["event_id"], second["event_id"], "{}", forward.body);
+    let backward = app.call(Method::GET, &format!("/_matrix/client/v1/rooms/{room}/timestamp_to_event?ts={middle}&dir=b"), Some(&token), None).await;
+    assert_eq!(backward.body["event_id"], first["event_id"], "{}", backward.body);
+}
+
+#[tokio::test]
+async fn profile_changes_reach_member_events_and_directory_lists_public_rooms() {
+    let app = TestApp::new();
+    let token = app.register_token("quin").await;
+    let room = create_room(&app, &token, json!({"visibility": "public", "name": "Searchable lounge"})).await;
+    app.call(Method::PUT, "/_matrix/client/v3/profile/@quin:test.local/displayname", Some(&token), Some(json!({"displayname": "Quinn"}))).await;
+    let member = app.call(Method::GET, &format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/@quin:test.local"), Some(&token), None).await;
+    assert_eq!(member.body["displayname"], "Quinn");
+    assert_eq!(member.body["membership"], "join");
+    let found = app.call(Method::POST, "/_matrix/client/v3/publicRooms", Some(&token), Some(json!({"filter": {"generic_search_term": "lounge"}}))).await;
+    assert_eq!(found.body["chunk"][0]["room_id"], room, "{}", found.body);
+    assert_eq!(found.body["chunk"][0]["num_joined_members"], 1);
+    let missed = app.call(Method::POST, "/_matrix/client/v3/publicRooms", Some(&token), Some(json!({"filter": {"generic_search_term": "kitchen"}}))).await;
+    assert!(missed.body["chunk"].as_array().unwrap().is_empty());
+}

@@ -84,6 +84,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<c::config::get_room_account_data::v3::Request, _, _>(account_data::get_room_account_data_route)
         .ruma::<c::config::set_room_account_data::v3::Request, _, _>(account_data::set_room_account_data_route)
         .ruma::<c::context::get_context::v3::Request, _, _>(message::get_context_route)
+        .ruma::<c::room::upgrade_room::v3::Request, _, _>(room::upgrade_room_route)
+        .ruma::<c::room::get_event_by_timestamp::v1::Request, _, _>(room::timestamp_to_event_route)
 }
 
 /// Wraps JSON we built into the `Raw` ruma response types carry.

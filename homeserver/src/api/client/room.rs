@@ -106,3 +106,38 @@ fn raw_object(json: Option<&str>, field: &str) -> Result<Map<String, Value>> {
         },
     }
 }
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/upgrade`
+pub async fn upgrade_room_route(
+    State(services): State<AppState>,
+    request: Ruma<ruma::api::client::room::upgrade_room::v3::Request>,
+) -> Result<RumaResponse<ruma::api::client::room::upgrade_room::v3::Response>> {
+    let user = request.sender()?.user_id.clone();
+    let body = request.body;
+    if !myelin_federation::room_version::is_supported_room_version(&body.new_version) {
+        return Err(Error::matrix(
+            http::StatusCode::BAD_REQUEST,
+            ruma::api::error::ErrorKind::UnsupportedRoomVersion,
+            format!("Room version {} is not supported", body.new_version),
+        ));
+    }
+    super::message::require_joined(&services, &body.room_id, &user)?;
+    let replacement = services.rooms.upgrade(&body.room_id, &user, &body.new_version, body.additional_creators).await?;
+    Ok(RumaResponse(ruma::api::client::room::upgrade_room::v3::Response::new(replacement)))
+}
+
+/// `GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event`
+pub async fn timestamp_to_event_route(
+    State(services): State<AppState>,
+    request: Ruma<ruma::api::client::room::get_event_by_timestamp::v1::Request>,
+) -> Result<RumaResponse<ruma::api::client::room::get_event_by_timestamp::v1::Response>> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    let forward = body.dir == ruma::api::Direction::Forward;
+    let (event_id, ts) = services.rooms.event_near_timestamp(&body.room_id, &sender.user_id, u64::from(body.ts.0), forward)?;
+    let event_id = ruma::EventId::parse(event_id).map_err(|e| Error::internal(e.to_string()))?;
+    Ok(RumaResponse(ruma::api::client::room::get_event_by_timestamp::v1::Response::new(
+        event_id,
+        ruma::MilliSecondsSinceUnixEpoch(ruma::UInt::new_saturating(ts)),
+    )))
+}

@@ -13,6 +13,7 @@ mod create;
 mod directory;
 mod filter;
 mod format;
+mod upgrade;
 pub mod tokens;
 mod visibility;
 

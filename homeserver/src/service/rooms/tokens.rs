@@ -107,3 +107,42 @@ mod tests {
         }
     }
 }
+
+impl Rooms {
+    /// The visible event closest to `ts`: the first at or after it (forward) or the last at or
+    /// before it (backward). Scans the room in topological order; fine for rooms of ordinary
+    /// size, an index on timestamps can come when rooms grow large.
+    pub fn event_near_timestamp(&self, room_id: &RoomId, user: &ruma::UserId, ts: u64, forward: bool) -> Result<(String, u64)> {
+        let record = self.room(room_id)?;
+        let membership = self.membership.membership(room_id.as_str(), user.as_str())?;
+        if membership.is_none() && self.history_visibility(record.current_state_group)? != "world_readable" {
+            return Err(Error::forbidden("You are not a member of this room"));
+        }
+        let mut best: Option<(String, u64)> = None;
+        let mut cursor = (0, 0);
+        loop {
+            let page = self.timeline.room_topological(record.short, cursor, myelin_storage::Direction::Forward, 500)?;
+            let done = page.len() < 500;
+            for (position, short) in page {
+                cursor = position;
+                let Some(event) = self.timeline.get(short)? else { continue };
+                let event_ts = event.origin_server_ts();
+                let fits = if forward { event_ts >= ts } else { event_ts <= ts };
+                if !fits || !self.can_see_event(user, &event, membership.as_deref())? {
+                    continue;
+                }
+                let better = match &best {
+                    None => true,
+                    Some((_, best_ts)) => if forward { event_ts < *best_ts } else { event_ts >= *best_ts },
+                };
+                if better {
+                    best = Some((event.event_id.clone(), event_ts));
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        best.ok_or_else(|| Error::not_found("No event found near that time"))
+    }
+}
