@@ -13,4 +13,6 @@ mod profile_account_data;
 mod rate_limits;
 mod real_client;
 mod registration;
+mod room_support;
+mod rooms;
 mod sessions;

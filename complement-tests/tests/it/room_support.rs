@@ -346,3 +346,18 @@ pub async fn users<const N: usize>(server: &TestServer, names: [&str; N]) -> [Se
         .try_into()
         .unwrap_or_else(|_| unreachable!("N sessions"))
 }
+
+/// Asserts a refused read by a user who has no business seeing the data:
+/// `403 M_FORBIDDEN` or `404 M_NOT_FOUND` (the spec uses both for
+/// non-members, depending on the endpoint).
+#[track_caller]
+pub fn assert_denied(resp: &Resp) {
+    let code = (resp.status, resp.errcode());
+    assert!(
+        code == (StatusCode::FORBIDDEN, Some("M_FORBIDDEN"))
+            || code == (StatusCode::NOT_FOUND, Some("M_NOT_FOUND")),
+        "expected 403 M_FORBIDDEN or 404 M_NOT_FOUND, got {} {}",
+        resp.status,
+        resp.text
+    );
+}

@@ -44,7 +44,7 @@ mod tests {
     async fn only_the_named_users_wake() {
         let notifier = Notifier::default();
         let mut alice = notifier.subscribe("@alice:x");
-        let mut bob = notifier.subscribe("@bob:x");
+        let bob = notifier.subscribe("@bob:x");
         notifier.notify(["@alice:x"], 7);
         alice.changed().await.unwrap();
         assert_eq!(*alice.borrow(), 7);

@@ -239,17 +239,21 @@ impl Rooms {
         draft: EventDraft,
         transaction: Option<Transaction>,
     ) -> Result<(OwnedRoomId, OwnedEventId)> {
-        let current_state = match &record {
-            Some(record) => self.state_map(record.current_state_group)?,
-            None => StateMap::new(),
+        // Only a handful of state entries matter to an append (auth events, the entry a state
+        // event replaces): look them up by short id instead of materialising the whole state.
+        let current_short = match &record {
+            Some(record) => self.state.load(record.current_state_group)?,
+            None => Arc::default(),
+        };
+        let current_state = |event_type: &str, state_key: &str| -> Option<String> {
+            let key = self.short.state_key(&(event_type.to_owned(), state_key.to_owned())).ok()??;
+            self.short.event_id(*current_short.get(&key)?).ok()
         };
         let content = canonical(&draft.content)?;
         let auth_types = auth_types_for(version, &draft.event_type, sender, draft.state_key.as_deref(), &content)
             .map_err(|e| Error::bad_json(format!("invalid event: {e}")))?;
         let auth_events = select_auth_events(version, &auth_types, |event_type: &StateEventType, state_key: &str| {
-            current_state
-                .get(&(event_type.to_string(), state_key.to_owned()))
-                .and_then(|id| EventId::parse(id).ok())
+            current_state(&event_type.to_string(), state_key).and_then(|id| EventId::parse(id).ok())
         })?;
         let prev_events: Vec<OwnedEventId> = record
             .as_ref()
@@ -281,10 +285,7 @@ impl Rooms {
         }
         let pdu = built.to_pdu()?;
         let fetch_state = |event_type: &StateEventType, state_key: &str| {
-            current_state
-                .get(&(event_type.to_string(), state_key.to_owned()))
-                .and_then(|id| EventId::parse(id).ok())
-                .and_then(|id| self.pdu_of(&id))
+            current_state(&event_type.to_string(), state_key).and_then(|id| EventId::parse(id).ok()).and_then(|id| self.pdu_of(&id))
         };
         check_auth(version, &pdu, |id: &EventId| self.pdu_of(id), fetch_state)
             .map_err(|e| Error::forbidden(e.to_string()))?;
@@ -302,7 +303,7 @@ impl Rooms {
             Some(state_key) => {
                 let key = self.short.intern_state_key(&(draft.event_type.clone(), state_key.clone()))?;
                 let group = self.state.create(&mut batch, state_before, &[(key, event_short)], &[])?;
-                (group, current_state.get(&(draft.event_type.clone(), state_key.clone())).cloned())
+                (group, current_state(&draft.event_type, state_key))
             }
             None => (state_before.ok_or_else(|| Error::internal("a room must start with a state event"))?, None),
         };
