@@ -37,6 +37,8 @@ pub use reqwest::{Method, StatusCode};
 pub use serde_json::{Value, json};
 use tempfile::TempDir;
 
+pub mod bench;
+
 /// How long a server may take to answer `/health` after being spawned.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a server may take to exit after SIGTERM.

@@ -83,6 +83,14 @@ fn build_response(services: &Services, request: &SyncRequest<'_>, now: u64) -> R
         }
     }
 
+    // On an incremental sync, only rooms with events since the token can have a timeline to
+    // send: find them once from the global stream instead of probing every joined room.
+    let rooms_with_events: Option<std::collections::HashSet<u64>> = match request.since {
+        Some(since) if !request.full_state => {
+            Some(services.rooms.timeline.stream_since(since, now)?.into_iter().map(|(_, room, _)| room).collect())
+        }
+        _ => None,
+    };
     for (room_id, entry) in services.rooms.membership.rooms_of(request.user.as_str())? {
         if room_filter.not_rooms.iter().any(|r| r.as_str() == room_id)
             || room_filter.rooms.as_ref().is_some_and(|rooms| !rooms.iter().any(|r| r.as_str() == room_id))
@@ -97,6 +105,14 @@ fn build_response(services: &Services, request: &SyncRequest<'_>, now: u64) -> R
         let account_data = room_account_data.remove(&room_id).unwrap_or_default();
         match entry.membership.as_str() {
             "join" => {
+                let quiet = rooms_with_events.as_ref().is_some_and(|active| {
+                    !changed_since
+                        && account_data.is_empty()
+                        && services.rooms.short.room(&room_id).ok().flatten().is_none_or(|short| !active.contains(&short))
+                });
+                if quiet {
+                    continue;
+                }
                 if let Some(section) = joined_room(services, request, &room, now, changed_since, account_data)? {
                     join.insert(room_id, section);
                 }

@@ -1,0 +1,322 @@
+// matrix-js-sdk against a running Myelin homeserver.
+//
+//   MYELIN_URL=http://127.0.0.1:8008 node scenario.mjs
+//
+// Registers alice and bob (UIA with m.login.dummy), logs both in, runs the
+// SDK's sync loop (`startClient`) for both; alice creates a room and invites
+// bob, bob joins when the invite arrives through his sync, alice sends five
+// messages, bob's `Room.timeline` listener must see all five, in order,
+// within MESSAGE_DEADLINE_MS; bob then paginates back (`scrollback` to the
+// room's creation, and a raw `/messages` request) and finds them again.
+//
+// Exit 0 and a one-line JSON summary on stdout on success; on any failure or
+// timeout, exit 1 with the reason (and the last HTTP exchanges) on stderr.
+// Run by complement-tests/tests/it/other_clients.rs; crypto is not used.
+
+import { ClientEvent, Direction, RoomEvent, RoomMemberEvent, createClient } from "matrix-js-sdk";
+import { createRequire } from "node:module";
+import { logger } from "matrix-js-sdk/lib/logger.js";
+
+const BASE_URL = process.env.MYELIN_URL;
+const MESSAGE_DEADLINE_MS = 15_000;
+const STEP_DEADLINE_MS = 20_000;
+const OVERALL_DEADLINE_MS = Number(process.env.SCENARIO_DEADLINE_MS ?? 75_000);
+const MESSAGE_COUNT = 5;
+
+const started = Date.now();
+const clients = [];
+const httpLog = []; // every exchange: "alice GET /path -> 200 (12 ms)"
+const httpErrors = []; // unexpected non-2xx exchanges with their bodies
+
+logger.setLevel(process.env.SDK_LOG_LEVEL ?? "warn");
+
+function step(message) {
+    process.stderr.write(`[js +${Date.now() - started}ms] ${message}\n`);
+}
+
+function fail(message, error) {
+    process.stderr.write(`\nFAILED: ${message}\n`);
+    if (error) process.stderr.write(`${error?.stack ?? error}\n`);
+    if (error?.data) process.stderr.write(`error body: ${JSON.stringify(error.data)}\n`);
+    if (httpErrors.length) {
+        process.stderr.write(`\nunexpected HTTP error responses (${httpErrors.length}):\n`);
+        for (const line of httpErrors.slice(-20)) process.stderr.write(`  ${line}\n`);
+    }
+    process.stderr.write(`\nlast HTTP exchanges:\n`);
+    for (const line of httpLog.slice(-40)) process.stderr.write(`  ${line}\n`);
+    for (const client of clients) {
+        try {
+            client.stopClient();
+        } catch {
+            // already stopped
+        }
+    }
+    process.exit(1);
+}
+
+if (!BASE_URL) fail("MYELIN_URL is not set (the homeserver's base URL)");
+
+const overall = setTimeout(
+    () => fail(`the scenario did not finish within ${OVERALL_DEADLINE_MS} ms`),
+    OVERALL_DEADLINE_MS,
+);
+process.on("unhandledRejection", (error) => fail("unhandled promise rejection", error));
+
+/** A fetch that records every exchange, labelled with the client's name. */
+function recordingFetch(label, expectedErrors) {
+    return async (input, init = {}) => {
+        const url = new URL(input instanceof URL || typeof input === "string" ? input : input.url);
+        const method = init.method ?? "GET";
+        const path = url.pathname + (url.search ? url.search.replace(/access_token=[^&]*/, "access_token=…") : "");
+        const t0 = Date.now();
+        let response;
+        try {
+            response = await fetch(input, init);
+        } catch (error) {
+            // Aborted long-polls (stopClient) land here too.
+            httpLog.push(`${label} ${method} ${path} -> ${error?.name ?? "error"} (${Date.now() - t0} ms)`);
+            throw error;
+        }
+        httpLog.push(`${label} ${method} ${path} -> ${response.status} (${Date.now() - t0} ms)`);
+        if (!response.ok && !expectedErrors(method, url.pathname, response.status)) {
+            const body = await response.clone().text().catch(() => "<unreadable>");
+            httpErrors.push(`${label} ${method} ${path} ${init.body ? `body=${String(init.body).slice(0, 300)} ` : ""}-> ${response.status} ${body.slice(0, 500)}`);
+        }
+        return response;
+    };
+}
+
+/** The 401 of the first /register request (UIA) is expected. */
+const uiaExpected = (method, path, status) => status === 401 && path.endsWith("/register");
+
+function withTimeout(promise, ms, what) {
+    let timer;
+    return Promise.race([
+        promise,
+        new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+        }),
+    ]).finally(() => clearTimeout(timer));
+}
+
+async function register(username, password) {
+    const client = createClient({ baseUrl: BASE_URL, fetchFn: recordingFetch(`register(${username})`, uiaExpected) });
+    let session;
+    try {
+        await client.registerRequest({ username, password, initial_device_display_name: "js-sdk register" });
+        throw new Error("the first /register without auth did not answer 401 with UIA flows");
+    } catch (error) {
+        if (error?.httpStatus !== 401 || !error?.data?.flows) throw error;
+        const flows = error.data.flows;
+        if (!flows.some((flow) => flow.stages?.length === 1 && flow.stages[0] === "m.login.dummy")) {
+            throw new Error(`no m.login.dummy flow offered: ${JSON.stringify(flows)}`);
+        }
+        session = error.data.session;
+    }
+    const response = await client.registerRequest({
+        username,
+        password,
+        initial_device_display_name: "js-sdk register",
+        auth: { type: "m.login.dummy", session },
+    });
+    if (!response.user_id?.startsWith(`@${username}:`)) {
+        throw new Error(`register answered an unexpected user_id: ${JSON.stringify(response)}`);
+    }
+    return response.user_id;
+}
+
+async function login(label, username, password) {
+    const anonymous = createClient({ baseUrl: BASE_URL, fetchFn: recordingFetch(`login(${label})`, () => false) });
+    const response = await anonymous.loginRequest({
+        type: "m.login.password",
+        identifier: { type: "m.id.user", user: username },
+        password,
+        initial_device_display_name: `js-sdk ${label}`,
+    });
+    const client = createClient({
+        baseUrl: BASE_URL,
+        accessToken: response.access_token,
+        userId: response.user_id,
+        deviceId: response.device_id,
+        fetchFn: recordingFetch(label, () => false),
+    });
+    clients.push(client);
+    client.on(ClientEvent.Sync, (state, _prev, data) => {
+        if (state === "ERROR") step(`${label}: sync error: ${data?.error?.stack ?? data?.error}`);
+    });
+    return client;
+}
+
+/** Starts the SDK's sync loop and waits for its first successful sync. */
+function startAndWaitPrepared(client, label) {
+    const prepared = new Promise((resolve, reject) => {
+        const onSync = (state, _prev, data) => {
+            if (state === "PREPARED") {
+                client.off(ClientEvent.Sync, onSync);
+                resolve();
+            } else if (state === "ERROR") {
+                client.off(ClientEvent.Sync, onSync);
+                reject(new Error(`${label}'s first sync failed: ${data?.error?.message ?? data?.error}`));
+            }
+        };
+        client.on(ClientEvent.Sync, onSync);
+    });
+    client.startClient({ initialSyncLimit: 10 });
+    return withTimeout(prepared, STEP_DEADLINE_MS, `${label}'s initial sync (PREPARED)`);
+}
+
+async function main() {
+    const stamp = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+    const aliceName = `js_alice_${stamp}`;
+    const bobName = `js_bob_${stamp}`;
+
+    step(`registering ${aliceName} and ${bobName} at ${BASE_URL}`);
+    const aliceId = await register(aliceName, "pw-alice-js");
+    const bobId = await register(bobName, "pw-bob-js");
+
+    step("logging in");
+    const alice = await login("alice", aliceName, "pw-alice-js");
+    const bob = await login("bob", bobName, "pw-bob-js");
+    if (alice.getUserId() !== aliceId || bob.getUserId() !== bobId) {
+        throw new Error(`login answered other user IDs than register: ${alice.getUserId()} / ${bob.getUserId()}`);
+    }
+
+    step("starting both sync loops");
+    await Promise.all([startAndWaitPrepared(alice, "alice"), startAndWaitPrepared(bob, "bob")]);
+
+    // Bob joins when his sync delivers the invite.
+    let roomId = null;
+    const bobJoined = new Promise((resolve, reject) => {
+        bob.on(RoomMemberEvent.Membership, (event, member) => {
+            if (member.userId !== bobId || member.membership !== "invite") return;
+            if (roomId !== null && member.roomId !== roomId) return;
+            step(`bob: invited to ${member.roomId} by ${event.getSender()}, joining`);
+            bob.joinRoom(member.roomId).then(resolve, reject);
+        });
+    });
+    // Alice learns about the join through her own sync.
+    const aliceSeesJoin = new Promise((resolve) => {
+        alice.on(RoomMemberEvent.Membership, (_event, member) => {
+            if (member.userId === bobId && member.membership === "join") resolve(member.roomId);
+        });
+    });
+
+    // Bob collects the live timeline's messages of the room.
+    const received = [];
+    let allReceived;
+    const allReceivedPromise = new Promise((resolve) => {
+        allReceived = resolve;
+    });
+    bob.on(RoomEvent.Timeline, (event, room, toStartOfTimeline, _removed, data) => {
+        if (toStartOfTimeline || !data?.liveEvent) return;
+        if (room?.roomId !== roomId || event.getType() !== "m.room.message") return;
+        received.push({ body: event.getContent().body, eventId: event.getId(), sender: event.getSender() });
+        if (received.length >= MESSAGE_COUNT) allReceived();
+    });
+
+    step("alice creates a room and invites bob");
+    const created = await alice.createRoom({ name: "js-sdk scenario", preset: "private_chat" });
+    roomId = created.room_id;
+    await alice.invite(roomId, bobId);
+    const joinedRoom = await withTimeout(bobJoined, STEP_DEADLINE_MS, "bob's invite to arrive through /sync and his join");
+    if (joinedRoom.roomId !== roomId) throw new Error(`bob joined ${joinedRoom.roomId}, expected ${roomId}`);
+    const seenRoom = await withTimeout(aliceSeesJoin, STEP_DEADLINE_MS, "alice's sync to show bob's join");
+    if (seenRoom !== roomId) throw new Error(`alice saw bob join ${seenRoom}, expected ${roomId}`);
+
+    step(`alice sends ${MESSAGE_COUNT} messages`);
+    const sentAt = Date.now();
+    const bodies = [];
+    const sentIds = [];
+    for (let i = 1; i <= MESSAGE_COUNT; i++) {
+        const body = `js-sdk message ${i} of ${MESSAGE_COUNT}`;
+        bodies.push(body);
+        const { event_id: eventId } = await alice.sendTextMessage(roomId, body);
+        sentIds.push(eventId);
+    }
+
+    await withTimeout(
+        allReceivedPromise,
+        MESSAGE_DEADLINE_MS,
+        `bob's Room.timeline to receive ${MESSAGE_COUNT} messages (got ${received.length})`,
+    ).catch((error) => {
+        error.message += `; received so far: ${JSON.stringify(received.map((r) => r.body))}`;
+        throw error;
+    });
+    const liveLatencyMs = Date.now() - sentAt;
+    const liveBodies = received.slice(0, MESSAGE_COUNT).map((r) => r.body);
+    if (JSON.stringify(liveBodies) !== JSON.stringify(bodies)) {
+        throw new Error(`bob's live timeline order differs: got ${JSON.stringify(liveBodies)}, sent ${JSON.stringify(bodies)}`);
+    }
+    const liveIds = received.slice(0, MESSAGE_COUNT).map((r) => r.eventId);
+    if (JSON.stringify(liveIds) !== JSON.stringify(sentIds)) {
+        throw new Error(`event IDs differ: live ${JSON.stringify(liveIds)}, sent ${JSON.stringify(sentIds)}`);
+    }
+    if (received.some((r) => r.sender !== aliceId)) {
+        throw new Error(`unexpected senders: ${JSON.stringify(received)}`);
+    }
+    if (received.length !== MESSAGE_COUNT) {
+        throw new Error(`bob received ${received.length} messages, expected ${MESSAGE_COUNT}: ${JSON.stringify(received)}`);
+    }
+
+    // Back-pagination 1: a raw /messages request from the end of the room
+    // (`from` omitted, as the spec allows since v1.3), newest first.
+    step("bob paginates back with /messages");
+    const page = await bob.createMessagesRequest(roomId, null, 20, Direction.Backward);
+    const pagedBodies = page.chunk
+        .filter((event) => event.type === "m.room.message")
+        .map((event) => event.content.body)
+        .reverse();
+    if (JSON.stringify(pagedBodies) !== JSON.stringify(bodies)) {
+        throw new Error(`/messages (dir=b) returned ${JSON.stringify(pagedBodies)}, expected ${JSON.stringify(bodies)}`);
+    }
+
+    // Back-pagination 2: the SDK's scrollback, until the room's creation.
+    step("bob scrolls back to the room's creation");
+    const room = bob.getRoom(roomId);
+    let scrollbacks = 0;
+    const hasCreate = () => room.getLiveTimeline().getEvents().some((e) => e.getType() === "m.room.create");
+    while (!hasCreate() && scrollbacks < 10) {
+        await withTimeout(bob.scrollback(room, 10), STEP_DEADLINE_MS, "scrollback");
+        scrollbacks++;
+        if (room.oldState.paginationToken === null && !hasCreate()) break;
+    }
+    const timeline = room.getLiveTimeline().getEvents();
+    if (!hasCreate()) {
+        throw new Error(`scrollback never reached m.room.create after ${scrollbacks} calls; timeline: ${JSON.stringify(timeline.map((e) => e.getType()))}`);
+    }
+    const timelineBodies = timeline.filter((e) => e.getType() === "m.room.message").map((e) => e.getContent().body);
+    if (JSON.stringify(timelineBodies) !== JSON.stringify(bodies)) {
+        throw new Error(`after scrollback the timeline's messages are ${JSON.stringify(timelineBodies)}, expected ${JSON.stringify(bodies)}`);
+    }
+    const timelineIds = timeline.map((e) => e.getId());
+    if (new Set(timelineIds).size !== timelineIds.length) {
+        throw new Error(`scrollback produced duplicate events: ${JSON.stringify(timeline.map((e) => [e.getType(), e.getId()]))}`);
+    }
+
+    step("stopping both clients and logging out");
+    alice.stopClient();
+    bob.stopClient();
+    await alice.logout();
+    await bob.logout();
+
+    clearTimeout(overall);
+    const summary = {
+        client: "matrix-js-sdk",
+        version: createRequire(import.meta.url)("matrix-js-sdk/package.json").version,
+        ok: true,
+        room_id: roomId,
+        live_messages: received.length,
+        live_latency_ms: liveLatencyMs,
+        paginated_messages: pagedBodies.length,
+        scrollback_calls: scrollbacks,
+        timeline_events: timeline.length,
+        http_requests: httpLog.length,
+        elapsed_ms: Date.now() - started,
+    };
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+}
+
+main().then(
+    () => process.exit(0),
+    (error) => fail(error?.message ?? String(error), error),
+);
