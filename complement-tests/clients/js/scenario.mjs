@@ -28,7 +28,7 @@ const clients = [];
 const httpLog = []; // every exchange: "alice GET /path -> 200 (12 ms)"
 const httpErrors = []; // unexpected non-2xx exchanges with their bodies
 
-logger.setLevel(process.env.SDK_LOG_LEVEL ?? "warn");
+logger.setLevel(process.env.SDK_LOG_LEVEL ?? "error");
 
 function step(message) {
     process.stderr.write(`[js +${Date.now() - started}ms] ${message}\n`);
@@ -148,7 +148,7 @@ async function login(label, username, password) {
 }
 
 /** Starts the SDK's sync loop and waits for its first successful sync. */
-function startAndWaitPrepared(client, label) {
+function startAndWaitPrepared(client, label, initialSyncLimit = 10) {
     const prepared = new Promise((resolve, reject) => {
         const onSync = (state, _prev, data) => {
             if (state === "PREPARED") {
@@ -161,7 +161,7 @@ function startAndWaitPrepared(client, label) {
         };
         client.on(ClientEvent.Sync, onSync);
     });
-    client.startClient({ initialSyncLimit: 10 });
+    client.startClient({ initialSyncLimit });
     return withTimeout(prepared, STEP_DEADLINE_MS, `${label}'s initial sync (PREPARED)`);
 }
 
@@ -186,10 +186,12 @@ async function main() {
 
     // Bob joins when his sync delivers the invite.
     let roomId = null;
+    let joining = false;
     const bobJoined = new Promise((resolve, reject) => {
         bob.on(RoomMemberEvent.Membership, (event, member) => {
-            if (member.userId !== bobId || member.membership !== "invite") return;
+            if (member.userId !== bobId || member.membership !== "invite" || joining) return;
             if (roomId !== null && member.roomId !== roomId) return;
+            joining = true;
             step(`bob: invited to ${member.roomId} by ${event.getSender()}, joining`);
             bob.joinRoom(member.roomId).then(resolve, reject);
         });
@@ -270,15 +272,32 @@ async function main() {
         throw new Error(`/messages (dir=b) returned ${JSON.stringify(pagedBodies)}, expected ${JSON.stringify(bodies)}`);
     }
 
-    // Back-pagination 2: the SDK's scrollback, until the room's creation.
-    step("bob scrolls back to the room's creation");
-    const room = bob.getRoom(roomId);
-    let scrollbacks = 0;
+    // Back-pagination 2: bob's second device-less session (same token, a
+    // fresh SDK client) starts with a 2-event initial sync, so the room's
+    // timeline is `limited`; the SDK's scrollback must bring back the rest,
+    // up to the room's creation, without gaps or duplicates.
+    step("bob restarts with initialSyncLimit 2 and scrolls back to the room's creation");
+    bob.stopClient();
+    const bob2 = createClient({
+        baseUrl: BASE_URL,
+        accessToken: bob.getAccessToken(),
+        userId: bobId,
+        deviceId: bob.getDeviceId(),
+        fetchFn: recordingFetch("bob2", () => false),
+    });
+    clients.push(bob2);
+    await startAndWaitPrepared(bob2, "bob2", 2);
+    const room = bob2.getRoom(roomId);
+    if (!room) throw new Error(`bob2's initial sync did not include ${roomId}`);
+    const initialEvents = room.getLiveTimeline().getEvents().length;
     const hasCreate = () => room.getLiveTimeline().getEvents().some((e) => e.getType() === "m.room.create");
+    if (hasCreate()) {
+        throw new Error(`initialSyncLimit 2 gave a timeline that already reaches m.room.create (${initialEvents} events)`);
+    }
+    let scrollbacks = 0;
     while (!hasCreate() && scrollbacks < 10) {
-        await withTimeout(bob.scrollback(room, 10), STEP_DEADLINE_MS, "scrollback");
+        await withTimeout(bob2.scrollback(room, 3), STEP_DEADLINE_MS, "scrollback");
         scrollbacks++;
-        if (room.oldState.paginationToken === null && !hasCreate()) break;
     }
     const timeline = room.getLiveTimeline().getEvents();
     if (!hasCreate()) {
@@ -292,12 +311,15 @@ async function main() {
     if (new Set(timelineIds).size !== timelineIds.length) {
         throw new Error(`scrollback produced duplicate events: ${JSON.stringify(timeline.map((e) => [e.getType(), e.getId()]))}`);
     }
+    if (timeline[0].getType() !== "m.room.create") {
+        throw new Error(`the timeline does not start with m.room.create: ${JSON.stringify(timeline.map((e) => e.getType()))}`);
+    }
 
-    step("stopping both clients and logging out");
+    step("stopping the clients and logging out");
     alice.stopClient();
-    bob.stopClient();
+    bob2.stopClient();
     await alice.logout();
-    await bob.logout();
+    await bob2.logout();
 
     clearTimeout(overall);
     const summary = {
@@ -308,6 +330,7 @@ async function main() {
         live_messages: received.length,
         live_latency_ms: liveLatencyMs,
         paginated_messages: pagedBodies.length,
+        initial_timeline_events_limit_2: initialEvents,
         scrollback_calls: scrollbacks,
         timeline_events: timeline.length,
         http_requests: httpLog.length,

@@ -7,6 +7,7 @@ pub mod account_data;
 pub mod filters;
 pub mod notifier;
 pub mod password;
+pub mod push_rules;
 pub mod rate_limit;
 pub mod rooms;
 pub mod server_keys;
@@ -56,6 +57,7 @@ pub struct Services {
     pub uiaa: uiaa::Uiaa,
     pub account_data: account_data::AccountData,
     pub rooms: rooms::Rooms,
+    pub push_rules: push_rules::PushRules,
     pub filters: filters::Filters,
     pub rate_limits: RateLimits,
     pub shared_secret: shared_secret::SharedSecretRegistration,
@@ -73,7 +75,8 @@ impl Services {
         let notifier = notifier::Notifier::default();
         Ok(Self {
             rooms: rooms::Rooms::new(db.clone(), server_name.clone(), signing_key.clone(), stream.clone(), notifier.clone()),
-            account_data: account_data::AccountData::new(db.clone(), stream, notifier),
+            account_data: account_data::AccountData::new(db.clone(), stream.clone(), notifier.clone()),
+            push_rules: push_rules::PushRules::new(account_data::AccountData::new(db.clone(), stream, notifier)),
             signing_key,
             users: users::Users::new(db.clone(), server_name.clone(), passwords),
             sessions: sessions::Sessions::new(db.clone(), config.sessions.clone()),

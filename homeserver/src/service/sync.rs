@@ -72,8 +72,13 @@ fn build_response(services: &Services, request: &SyncRequest<'_>, now: u64) -> R
     let mut knock = Map::new();
     let room_filter = &request.filter.room;
     let room_data = services.account_data.changes(request.user, request.since, now)?;
-    let mut room_account_data: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut global_account_data = Vec::new();
+    let mut room_account_data: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    // Clients read their push rules from sync; until a user changes them they are the server
+    // defaults, which are not stored, so an initial sync adds them.
+    if request.since.is_none() && !room_data.iter().any(|(room, t, _)| room.is_empty() && t == super::push_rules::EVENT_TYPE) {
+        global_account_data.push(services.push_rules.account_data_event(request.user)?);
+    }
     for (room, event_type, content) in room_data {
         let event = json!({"type": event_type, "content": content});
         if room.is_empty() {

@@ -11,6 +11,7 @@ mod filter;
 mod membership;
 mod message;
 mod profile;
+mod push;
 mod room;
 mod session;
 mod state;
@@ -86,6 +87,15 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<c::context::get_context::v3::Request, _, _>(message::get_context_route)
         .ruma::<c::room::upgrade_room::v3::Request, _, _>(room::upgrade_room_route)
         .ruma::<c::room::get_event_by_timestamp::v1::Request, _, _>(room::timestamp_to_event_route)
+        .ruma::<c::push::get_pushrules_all::v3::Request, _, _>(push::get_pushrules_all_route)
+        .ruma::<c::push::get_pushrules_global_scope::v3::Request, _, _>(push::get_pushrules_global_scope_route)
+        .ruma::<c::push::get_pushrule::v3::Request, _, _>(push::get_pushrule_route)
+        .ruma::<c::push::set_pushrule::v3::Request, _, _>(push::set_pushrule_route)
+        .ruma::<c::push::delete_pushrule::v3::Request, _, _>(push::delete_pushrule_route)
+        .ruma::<c::push::get_pushrule_enabled::v3::Request, _, _>(push::get_pushrule_enabled_route)
+        .ruma::<c::push::set_pushrule_enabled::v3::Request, _, _>(push::set_pushrule_enabled_route)
+        .ruma::<c::push::get_pushrule_actions::v3::Request, _, _>(push::get_pushrule_actions_route)
+        .ruma::<c::push::set_pushrule_actions::v3::Request, _, _>(push::set_pushrule_actions_route)
 }
 
 /// Wraps JSON we built into the `Raw` ruma response types carry.

@@ -1,0 +1,186 @@
+//! Real third-party client libraries against the server, each run as its own
+//! process: matrix-js-sdk on Node (`clients/js/scenario.mjs`) and matrix-nio
+//! on Python (`clients/python/scenario.py`).
+//!
+//! Each scenario registers two users (UIA, `m.login.dummy`), logs them in,
+//! runs the library's own `/sync` loop for both, creates a room, invites and
+//! joins through the invite seen in sync, sends five messages that must reach
+//! the other user's live timeline in order, and paginates them back with
+//! `/messages`. The script exits 0 and prints a one-line JSON summary, or
+//! exits non-zero with the failing step and the last HTTP exchanges.
+//!
+//! The libraries are installed by `./dev test` (its `ensure_prerequisites`):
+//! `npm ci` in `clients/js` and a virtualenv in `clients/python/.venv`. When
+//! they are missing these tests fail and say so; they never skip.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use complement_tests::*;
+use tokio::io::AsyncReadExt;
+
+/// The script is killed (and the test fails) after this long.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(90);
+/// The number of messages each scenario sends and expects back.
+const MESSAGES: u64 = 5;
+
+fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients")
+}
+
+/// Panics with the install hint when `path` does not exist.
+#[track_caller]
+fn require_installed(path: &Path, what: &str) {
+    assert!(
+        path.exists(),
+        "{what} is not installed ({} is missing). Run `./dev test` from the repository root: \
+         it installs the real-client test dependencies (npm ci in complement-tests/clients/js, \
+         a virtualenv in complement-tests/clients/python/.venv) before running the tests.",
+        path.display()
+    );
+}
+
+struct ScriptRun {
+    status: Option<std::process::ExitStatus>,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl ScriptRun {
+    fn describe(&self) -> String {
+        let status = match self.status {
+            Some(status) => status.to_string(),
+            None => format!("killed after the {SCRIPT_TIMEOUT:?} timeout"),
+        };
+        format!(
+            "{status} after {:.1} s\n--- script stdout ---\n{}\n--- script stderr ---\n{}",
+            self.elapsed.as_secs_f64(),
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// Runs `program args…` in `dir` with `MYELIN_URL` pointing at `server`,
+/// capturing its output; kills it after [`SCRIPT_TIMEOUT`].
+async fn run_script(server: &TestServer, program: &Path, args: &[&str], dir: &Path) -> ScriptRun {
+    let started = std::time::Instant::now();
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .current_dir(dir)
+        .env("MYELIN_URL", server.url())
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap_or_else(|e| {
+        panic!(
+            "cannot start `{}` ({e}). Run `./dev test` from the repository root: it installs \
+             Node.js and Python's venv module when they are missing, and the client libraries.",
+            program.display()
+        )
+    });
+    let mut stdout_pipe = child.stdout.take().expect("piped stdout");
+    let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+    let stdout_task = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = stdout_pipe.read_to_end(&mut buf).await;
+        buf
+    });
+    let stderr_task = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = stderr_pipe.read_to_end(&mut buf).await;
+        buf
+    });
+    let status = match tokio::time::timeout(SCRIPT_TIMEOUT, child.wait()).await {
+        Ok(status) => Some(status.expect("wait for the client script")),
+        Err(_) => {
+            let _ = child.kill().await;
+            None
+        }
+    };
+    // The pipes close when the process is gone; don't hang on a stray grandchild.
+    let collect = |task: tokio::task::JoinHandle<Vec<u8>>| async move {
+        match tokio::time::timeout(Duration::from_secs(5), task).await {
+            Ok(Ok(buf)) => String::from_utf8_lossy(&buf).into_owned(),
+            _ => "<output not collected>".to_owned(),
+        }
+    };
+    ScriptRun {
+        status,
+        stdout: collect(stdout_task).await,
+        stderr: collect(stderr_task).await,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Asserts the script succeeded and printed a summary line saying so;
+/// returns the summary.
+#[track_caller]
+fn assert_success(client: &str, run: &ScriptRun) -> Value {
+    assert!(
+        run.status.is_some_and(|s| s.success()),
+        "the {client} scenario failed: {}",
+        run.describe()
+    );
+    let summary: Value = run
+        .stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str(line.trim()).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "the {client} scenario printed no JSON summary: {}",
+                run.describe()
+            )
+        });
+    assert_eq!(summary["ok"], json!(true), "{client} summary: {summary}");
+    assert_eq!(
+        summary["live_messages"],
+        json!(MESSAGES),
+        "{client} summary: {summary}"
+    );
+    // Visible with `--nocapture`.
+    println!(
+        "{client} scenario passed in {:.1} s: {summary}",
+        run.elapsed.as_secs_f64()
+    );
+    summary
+}
+
+#[tokio::test]
+async fn matrix_js_sdk_sync_invite_join_messages_pagination() {
+    let dir = clients_dir().join("js");
+    require_installed(
+        &dir.join("node_modules/matrix-js-sdk/package.json"),
+        "matrix-js-sdk",
+    );
+    let server = TestServer::start_default().await;
+    let run = run_script(&server, Path::new("node"), &["scenario.mjs"], &dir).await;
+    let summary = assert_success("matrix-js-sdk", &run);
+    assert_eq!(summary["client"], "matrix-js-sdk");
+    assert_eq!(summary["paginated_messages"], json!(MESSAGES), "{summary}");
+}
+
+#[tokio::test]
+async fn matrix_nio_sync_invite_join_messages_pagination() {
+    let dir = clients_dir().join("python");
+    let python = dir.join(".venv/bin/python");
+    require_installed(&python, "the Python virtualenv for matrix-nio");
+    let site_packages = std::fs::read_dir(dir.join(".venv/lib"))
+        .ok()
+        .and_then(|mut entries| entries.next())
+        .and_then(Result::ok)
+        .map(|entry| entry.path().join("site-packages/nio"))
+        .unwrap_or_else(|| dir.join(".venv/lib/python3/site-packages/nio"));
+    require_installed(&site_packages, "matrix-nio");
+    let server = TestServer::start_default().await;
+    let run = run_script(&server, &python, &["scenario.py"], &dir).await;
+    let summary = assert_success("matrix-nio", &run);
+    assert_eq!(summary["client"], "matrix-nio");
+}
