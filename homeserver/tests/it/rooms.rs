@@ -308,3 +308,57 @@ async fn profile_changes_reach_member_events_and_directory_lists_public_rooms() 
     let missed = app.call(Method::POST, "/_matrix/client/v3/publicRooms", Some(&token), Some(json!({"filter": {"generic_search_term": "kitchen"}}))).await;
     assert!(missed.body["chunk"].as_array().unwrap().is_empty());
 }
+
+async fn current_extremity(app: &TestApp, room: &str) -> ruma::OwnedEventId {
+    let record = app.services.rooms.room(&ruma::RoomId::parse(room).unwrap()).unwrap();
+    assert_eq!(record.forward_extremities.len(), 1);
+    ruma::EventId::parse(&record.forward_extremities[0]).unwrap()
+}
+
+#[tokio::test]
+async fn forked_branches_merge_by_state_resolution() {
+    for version in ["10", "12"] {
+        let app = TestApp::new();
+        let alice = app.register_token("ray").await;
+        let room = create_room(&app, &alice, json!({"preset": "public_chat", "room_version": version})).await;
+        let bob = app.register_token("sue").await;
+        app.call(Method::POST, &format!("/_matrix/client/v3/join/{room}"), Some(&bob), Some(json!({}))).await;
+        let room_id = ruma::RoomId::parse(&room).unwrap();
+        let alice_id = ruma::UserId::parse("@ray:test.local").unwrap();
+        let bob_id = ruma::UserId::parse("@sue:test.local").unwrap();
+        let rooms = &app.services.rooms;
+        use myelin::service::rooms::EventDraft;
+
+        // Two branches off the same parent: a topic on one, a name on the other. Both survive.
+        let base = current_extremity(&app, &room).await;
+        rooms.append_with_prev_events(&room_id, &alice_id, EventDraft::state("m.room.topic", "", json!({"topic": "from A"})), vec![base.clone()]).await.unwrap();
+        rooms.append_with_prev_events(&room_id, &alice_id, EventDraft::state("m.room.name", "", json!({"name": "from B"})), vec![base]).await.unwrap();
+        assert_eq!(rooms.room(&room_id).unwrap().forward_extremities.len(), 2, "v{version}: the graph should be forked");
+        let topic = app.call(Method::GET, &format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/"), Some(&alice), None).await;
+        assert_eq!(topic.body["topic"], "from A", "v{version}");
+        let name = app.call(Method::GET, &format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"), Some(&alice), None).await;
+        assert_eq!(name.body["name"], "from B", "v{version}");
+        // The next local event merges the branches.
+        let (status, merged) = send_text(&app, &alice, &room, "merge", "merged").await;
+        assert_eq!(status, StatusCode::OK, "{merged}");
+        assert_eq!(rooms.room(&room_id).unwrap().forward_extremities.len(), 1);
+
+        // A ban on one branch, the banned user's profile change on the other: the ban wins.
+        let base = current_extremity(&app, &room).await;
+        rooms
+            .append_with_prev_events(&room_id, &alice_id, EventDraft::state("m.room.member", bob_id.as_str(), json!({"membership": "ban"})), vec![base.clone()])
+            .await
+            .unwrap();
+        rooms
+            .append_with_prev_events(&room_id, &bob_id, EventDraft::state("m.room.member", bob_id.as_str(), json!({"membership": "join", "displayname": "Sneaky"})), vec![base])
+            .await
+            .unwrap();
+        let member = app.call(Method::GET, &format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/@sue:test.local"), Some(&alice), None).await;
+        assert_eq!(member.body["membership"], "ban", "v{version}: {}", member.body);
+        // the membership index follows the resolved state too
+        let joined = app.call(Method::GET, "/_matrix/client/v3/joined_rooms", Some(&bob), None).await;
+        assert!(joined.body["joined_rooms"].as_array().unwrap().is_empty(), "v{version}: {}", joined.body);
+        let (status, _) = send_text(&app, &bob, &room, "after-ban", "can I?").await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "v{version}");
+    }
+}

@@ -6,6 +6,7 @@
 
 pub mod membership;
 pub mod records;
+mod resolve;
 pub mod short;
 pub mod state;
 pub mod timeline;
@@ -196,7 +197,28 @@ impl Rooms {
         }
         let record = self.room(room_id)?;
         let version = self.room_version(&record)?;
-        let (_, event_id) = self.append_locked(Some(room_id.to_owned()), &version, Some(record), sender, draft, transaction).await?;
+        let (_, event_id) =
+            self.append_locked(Some(room_id.to_owned()), &version, Some(record), sender, draft, transaction, None).await?;
+        Ok(event_id)
+    }
+
+    /// Appends an event whose parents are given instead of the room's forward extremities, the
+    /// way federation delivers events. Its state is the (resolved) state after those parents,
+    /// and if the room ends up with several forward extremities, its current state is their
+    /// state resolution. Tests use it to build forked graphs.
+    pub async fn append_with_prev_events(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        draft: EventDraft,
+        prev_events: Vec<OwnedEventId>,
+    ) -> Result<OwnedEventId> {
+        let lock = self.room_lock(room_id.as_str());
+        let _guard = lock.lock().await;
+        let record = self.room(room_id)?;
+        let version = self.room_version(&record)?;
+        let (_, event_id) =
+            self.append_locked(Some(room_id.to_owned()), &version, Some(record), sender, draft, None, Some(prev_events)).await?;
         Ok(event_id)
     }
 
@@ -216,14 +238,14 @@ impl Rooms {
             Some(RoomId::parse(format!("!{localpart}:{}", self.server_name)).map_err(|e| Error::internal(e.to_string()))?)
         };
         let create = EventDraft::state("m.room.create", "", create_content);
-        let (room_id, _) = self.append_locked(room_id, version, None, creator, create, None).await?;
+        let (room_id, _) = self.append_locked(room_id, version, None, creator, create, None, None).await?;
         // Nobody else knows the room yet, but invites at the end make it visible: hold the lock
         // while the initial events land so nothing interleaves with them.
         let lock = self.room_lock(room_id.as_str());
         let _guard = lock.lock().await;
         for draft in following {
             let record = self.room(&room_id)?;
-            self.append_locked(Some(room_id.clone()), version, Some(record), creator, draft, None).await?;
+            self.append_locked(Some(room_id.clone()), version, Some(record), creator, draft, None, None).await?;
         }
         Ok(room_id)
     }
@@ -238,11 +260,34 @@ impl Rooms {
         sender: &UserId,
         draft: EventDraft,
         transaction: Option<Transaction>,
+        parents: Option<Vec<OwnedEventId>>,
     ) -> Result<(OwnedRoomId, OwnedEventId)> {
+        let mut batch = Batch::new();
+        // The parents are the forward extremities (whose resolved state is the room's current
+        // state) unless the caller names others, whose state must then be resolved here.
+        let (prev_events, state_before, depth) = match (&record, parents) {
+            (None, _) => (Vec::new(), None, 1),
+            (Some(record), None) => (
+                record.forward_extremities.iter().filter_map(|id| EventId::parse(id).ok()).collect(),
+                Some(record.current_state_group),
+                record.max_depth + 1,
+            ),
+            (Some(_), Some(parents)) => {
+                let mut groups = Vec::new();
+                let mut max_depth = 0;
+                for parent in &parents {
+                    let (_, event) = self.event(parent.as_str())?.ok_or_else(|| Error::not_found(format!("Unknown prev event {parent}")))?;
+                    groups.push(event.state_after);
+                    max_depth = max_depth.max(event.depth);
+                }
+                let group = self.resolve_groups(&mut batch, version, &groups, None)?;
+                (parents, Some(group), max_depth + 1)
+            }
+        };
         // Only a handful of state entries matter to an append (auth events, the entry a state
         // event replaces): look them up by short id instead of materialising the whole state.
-        let current_short = match &record {
-            Some(record) => self.state.load(record.current_state_group)?,
+        let current_short = match state_before {
+            Some(group) => self.state.load(group)?,
             None => Arc::default(),
         };
         let current_state = |event_type: &str, state_key: &str| -> Option<String> {
@@ -255,11 +300,6 @@ impl Rooms {
         let auth_events = select_auth_events(version, &auth_types, |event_type: &StateEventType, state_key: &str| {
             current_state(&event_type.to_string(), state_key).and_then(|id| EventId::parse(id).ok())
         })?;
-        let prev_events: Vec<OwnedEventId> = record
-            .as_ref()
-            .map(|r| r.forward_extremities.iter().filter_map(|id| EventId::parse(id).ok()).collect())
-            .unwrap_or_default();
-        let depth = record.as_ref().map_or(1, |r| r.max_depth + 1);
         let template = PduTemplate {
             room_id: room_id.clone(),
             sender: sender.to_owned(),
@@ -267,7 +307,7 @@ impl Rooms {
             state_key: draft.state_key.clone(),
             content,
             redacts: draft.redacts.clone(),
-            prev_events,
+            prev_events: prev_events.clone(),
             auth_events,
             depth,
             origin_server_ts: now_millis(),
@@ -291,14 +331,12 @@ impl Rooms {
             .map_err(|e| Error::forbidden(e.to_string()))?;
 
         let room_id = built.room_id.clone();
-        let mut batch = Batch::new();
         let room_short = match &record {
             Some(record) => record.short,
             None => self.short.intern_room(&mut batch, room_id.as_str())?,
         };
         let event_short = self.short.intern_event(&mut batch, built.event_id.as_str())?;
         let ticket = self.stream.allocate()?;
-        let state_before = record.as_ref().map(|r| r.current_state_group);
         let (state_after, replaces_state) = match &draft.state_key {
             Some(state_key) => {
                 let key = self.short.intern_state_key(&(draft.event_type.clone(), state_key.clone()))?;
@@ -320,12 +358,31 @@ impl Rooms {
             replaces_state,
         };
         self.timeline.insert(&mut batch, event_short, &stored)?;
+        // The new event replaces its parents as extremities; others remain (a fork).
+        let mut forward_extremities: Vec<String> = record
+            .as_ref()
+            .map(|r| r.forward_extremities.iter().filter(|id| !prev_events.iter().any(|p| p.as_str() == id.as_str())).cloned().collect())
+            .unwrap_or_default();
+        forward_extremities.push(built.event_id.to_string());
+        let current_state_group = if forward_extremities.len() == 1 {
+            state_after
+        } else {
+            let mut groups = Vec::new();
+            for id in &forward_extremities {
+                if id == built.event_id.as_str() {
+                    groups.push(state_after);
+                } else if let Some((_, event)) = self.event(id)? {
+                    groups.push(event.state_after);
+                }
+            }
+            self.resolve_groups(&mut batch, version, &groups, Some((&pdu, event_short)))?
+        };
         let new_record = RoomRecord {
             short: room_short,
             version: version.to_string(),
-            forward_extremities: vec![built.event_id.to_string()],
-            max_depth: depth,
-            current_state_group: state_after,
+            forward_extremities,
+            max_depth: record.as_ref().map_or(depth, |r| r.max_depth.max(depth)),
+            current_state_group,
         };
         self.records.put_room(&mut batch, room_id.as_str(), &new_record)?;
         let mut also_notify = Vec::new();
@@ -336,6 +393,11 @@ impl Rooms {
             let entry = MembershipEntry { membership, event_id: built.event_id.to_string(), stream: ticket.position };
             self.membership.set(&mut batch, room_id.as_str(), target, &entry)?;
             also_notify.push(target.clone());
+        }
+        if current_state_group != state_after {
+            // State resolution may have overruled memberships (a ban beating a concurrent join):
+            // the indexes follow the resolved state, not the order events arrived in.
+            self.reconcile_membership(&mut batch, room_id.as_str(), current_state_group, (&built.event_id, &draft, event_short), ticket.position)?;
         }
         if let Some(txn) = &transaction {
             self.records.put_txn(&mut batch, sender.as_str(), &txn.device_id, &txn.txn_id, built.event_id.as_str())?;
