@@ -19,7 +19,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
-use super::http::{Api, Failure, FailureLog, check_json};
+use super::http::{Api, Failed, Failure, FailureLog, check_json};
 use super::send::send_message;
 use super::setup::{self, Registration, User};
 use super::stats::{Latencies, latency_table};
@@ -100,7 +100,11 @@ fn filter(limit: usize) -> String {
 }
 
 /// Runs the scenario: setup (untimed), then the timed send/receive phase.
-pub async fn run(api: &Api, registration: &Registration, params: FanoutParams) -> anyhow::Result<FanoutReport> {
+pub async fn run(
+    api: &Api,
+    registration: &Registration,
+    params: FanoutParams,
+) -> anyhow::Result<FanoutReport> {
     let run = setup::run_id();
     let mut warnings = Vec::new();
 
@@ -108,8 +112,14 @@ pub async fn run(api: &Api, registration: &Registration, params: FanoutParams) -
     let sender = setup::register_many(api, registration, &format!("bench-{run}-sender"), 1, 1)
         .await?
         .remove(0);
-    let receivers =
-        setup::register_many(api, registration, &format!("bench-{run}-rx"), params.clients, SETUP_CONCURRENCY).await?;
+    let receivers = setup::register_many(
+        api,
+        registration,
+        &format!("bench-{run}-rx"),
+        params.clients,
+        SETUP_CONCURRENCY,
+    )
+    .await?;
     let room_id = setup::create_room(api, &sender, &format!("myelin-bench fanout {run}")).await?;
     setup::join_all(api, &receivers, &room_id, SETUP_CONCURRENCY).await?;
 
@@ -119,7 +129,12 @@ pub async fn run(api: &Api, registration: &Registration, params: FanoutParams) -
         let permits = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
         let mut tasks = JoinSet::new();
         for (i, user) in receivers.iter().enumerate() {
-            let (api, user, filter, permits) = (api.clone(), user.clone(), initial_filter.clone(), permits.clone());
+            let (api, user, filter, permits) = (
+                api.clone(),
+                user.clone(),
+                initial_filter.clone(),
+                permits.clone(),
+            );
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await?;
                 let (next_batch, body) = setup::initial_sync(&api, &user, &filter).await?;
@@ -213,11 +228,15 @@ pub async fn run(api: &Api, registration: &Registration, params: FanoutParams) -
         report.duplicates += outcome.duplicates;
         report.limited += outcome.limited;
         report.sync_requests += outcome.syncs;
-        let missing: Vec<usize> = (0..outcome.seen.len()).filter(|s| !outcome.seen[*s]).collect();
+        let missing: Vec<usize> = (0..outcome.seen.len())
+            .filter(|s| !outcome.seen[*s])
+            .collect();
         if missing.is_empty() {
             report.receivers_complete += 1;
         } else {
-            report.missing.push((i, receivers[i].user_id.clone(), missing));
+            report
+                .missing
+                .push((i, receivers[i].user_id.clone(), missing));
         }
         last_completion = match (last_completion, outcome.completed_at) {
             (Some(a), Some(b)) => Some(a.max(b)),
@@ -240,7 +259,14 @@ struct Sent {
 
 /// Sends `params.messages` messages, one every `params.interval`, each in
 /// its own task; returns when all have completed.
-async fn send_all(api: &Api, sender: &User, room_id: &str, run: &str, params: &FanoutParams, epoch: Instant) -> Sent {
+async fn send_all(
+    api: &Api,
+    sender: &User,
+    room_id: &str,
+    run: &str,
+    params: &FanoutParams,
+    epoch: Instant,
+) -> Sent {
     let mut lines = Lines::new(0xFA40);
     let mut ticker = tokio::time::interval(params.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
@@ -254,7 +280,12 @@ async fn send_all(api: &Api, sender: &User, room_id: &str, run: &str, params: &F
         let planned = origin + params.interval * u32::try_from(seq).unwrap_or(u32::MAX);
         lag.record(Instant::now().saturating_duration_since(planned));
         first_start.get_or_insert_with(Instant::now);
-        let (api, sender, room_id, run) = (api.clone(), sender.clone(), room_id.to_owned(), run.to_owned());
+        let (api, sender, room_id, run) = (
+            api.clone(),
+            sender.clone(),
+            room_id.to_owned(),
+            run.to_owned(),
+        );
         let line = lines.next_line();
         tasks.spawn(async move {
             let t_ns = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -276,7 +307,7 @@ async fn send_all(api: &Api, sender: &User, room_id: &str, run: &str, params: &F
         match done {
             Ok(Ok(latency)) => sent.latencies.record(latency),
             Ok(Err(failure)) => sent.failures.push(failure),
-            Err(join_error) => sent.failures.push(Failure {
+            Err(join_error) => sent.failures.push(Box::new(Failure {
                 method: "PUT".to_owned(),
                 url: "(send task)".to_owned(),
                 request_body: None,
@@ -284,7 +315,7 @@ async fn send_all(api: &Api, sender: &User, room_id: &str, run: &str, params: &F
                 response_body: None,
                 error: Some(format!("the send task died: {join_error}")),
                 elapsed: Duration::ZERO,
-            }),
+            })),
         }
     }
     sent
@@ -323,19 +354,29 @@ impl ReceiveJob {
             }
             let url = self.api.url(
                 "/_matrix/client/v3/sync",
-                &[("since", &self.since), ("timeout", &timeout), ("filter", &self.filter)],
+                &[
+                    ("since", &self.since),
+                    ("timeout", &timeout),
+                    ("filter", &self.filter),
+                ],
             );
             let started = Instant::now();
-            let request = self
-                .api
-                .raw(Method::GET, url.clone(), Some(&self.user.token), None, SYNC_REQUEST_TIMEOUT);
+            let request = self.api.raw(
+                Method::GET,
+                url.clone(),
+                Some(&self.user.token),
+                None,
+                SYNC_REQUEST_TIMEOUT,
+            );
             let reply = tokio::select! {
                 biased;
                 _ = self.stop.changed() => break,
                 reply = request => reply,
             };
             out.syncs += 1;
-            let body = reply.and_then(|reply| check_json(&Method::GET, &url, None, &reply, started).map(|b| (reply.done, b)));
+            let body = reply.and_then(|reply| {
+                check_json(&Method::GET, &url, None, &reply, started).map(|b| (reply.done, b))
+            });
             let (done, body) = match body {
                 Ok(ok) => ok,
                 Err(failure) => {
@@ -347,7 +388,7 @@ impl ReceiveJob {
                 }
             };
             let Some(next_batch) = body["next_batch"].as_str() else {
-                self.fail(Failure {
+                self.fail(Box::new(Failure {
                     method: "GET".to_owned(),
                     url: url.to_string(),
                     request_body: None,
@@ -355,7 +396,7 @@ impl ReceiveJob {
                     response_body: Some(body.to_string().chars().take(2048).collect()),
                     error: Some("the sync response has no next_batch".to_owned()),
                     elapsed: done.duration_since(started),
-                });
+                }));
                 if self.pause().await {
                     break;
                 }
@@ -395,7 +436,7 @@ impl ReceiveJob {
         out
     }
 
-    fn fail(&self, failure: Failure) {
+    fn fail(&self, failure: Failed) {
         if let Ok(mut log) = self.failures.lock() {
             log.push(failure);
         }
@@ -501,8 +542,16 @@ impl FanoutReport {
                 self.missing.len()
             ));
             for (i, user, seqs) in self.missing.iter().take(LISTED_MISSING) {
-                let listed: Vec<String> = seqs.iter().take(LISTED_MISSING).map(usize::to_string).collect();
-                let more = if seqs.len() > LISTED_MISSING { ", …" } else { "" };
+                let listed: Vec<String> = seqs
+                    .iter()
+                    .take(LISTED_MISSING)
+                    .map(usize::to_string)
+                    .collect();
+                let more = if seqs.len() > LISTED_MISSING {
+                    ", …"
+                } else {
+                    ""
+                };
                 out.push_str(&format!(
                     "     receiver {i} {user}: {} missing: seq {}{more}\n",
                     seqs.len(),

@@ -26,6 +26,9 @@ pub struct RawReply {
     pub done: Instant,
 }
 
+/// What the fallible requests return: [`Failure`] is large, so it is boxed.
+pub type Failed = Box<Failure>;
+
 /// A request that failed: transport error, timeout, non-2xx status or a body
 /// that is not the expected JSON. Everything needed to reproduce it by hand.
 #[derive(Debug, Clone)]
@@ -101,11 +104,11 @@ const KEPT_FAILURES: usize = 20;
 #[derive(Debug, Default)]
 pub struct FailureLog {
     pub count: u64,
-    pub samples: Vec<Failure>,
+    pub samples: Vec<Failed>,
 }
 
 impl FailureLog {
-    pub fn push(&mut self, failure: Failure) {
+    pub fn push(&mut self, failure: Failed) {
         self.count += 1;
         if self.samples.len() < KEPT_FAILURES {
             self.samples.push(failure);
@@ -115,7 +118,7 @@ impl FailureLog {
     pub fn to_json(&self) -> Value {
         json!({
             "count": self.count,
-            "first": self.samples.iter().map(Failure::to_json).collect::<Vec<_>>(),
+            "first": self.samples.iter().map(|f| f.to_json()).collect::<Vec<_>>(),
         })
     }
 
@@ -124,7 +127,11 @@ impl FailureLog {
         if self.count == 0 {
             return String::new();
         }
-        let mut out = format!("  !! {} failed {what} request(s); first {}:\n", self.count, self.samples.len());
+        let mut out = format!(
+            "  !! {} failed {what} request(s); first {}:\n",
+            self.count,
+            self.samples.len()
+        );
         for failure in &self.samples {
             out.push_str(&format!("     {failure}\n"));
         }
@@ -182,18 +189,23 @@ impl Api {
         token: Option<&str>,
         body: Option<&Value>,
         timeout: Duration,
-    ) -> Result<RawReply, Failure> {
+    ) -> Result<RawReply, Failed> {
         let started = Instant::now();
-        let failure = |error: String, status: Option<u16>, response: Option<String>| Failure {
-            method: method.to_string(),
-            url: url.to_string(),
-            request_body: body.map(|b| truncate(&b.to_string())),
-            status,
-            response_body: response,
-            error: Some(error),
-            elapsed: started.elapsed(),
+        let failure = |error: String, status: Option<u16>, response: Option<String>| {
+            Box::new(Failure {
+                method: method.to_string(),
+                url: url.to_string(),
+                request_body: body.map(|b| truncate(&b.to_string())),
+                status,
+                response_body: response,
+                error: Some(error),
+                elapsed: started.elapsed(),
+            })
         };
-        let mut request = self.client.request(method.clone(), url.clone()).timeout(timeout);
+        let mut request = self
+            .client
+            .request(method.clone(), url.clone())
+            .timeout(timeout);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -205,10 +217,13 @@ impl Api {
             .await
             .map_err(|e| failure(error_chain(&e), None, None))?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| failure(format!("reading the body: {}", error_chain(&e)), Some(status.as_u16()), None))?;
+        let bytes = response.bytes().await.map_err(|e| {
+            failure(
+                format!("reading the body: {}", error_chain(&e)),
+                Some(status.as_u16()),
+                None,
+            )
+        })?;
         Ok(RawReply {
             status,
             body: bytes.to_vec(),
@@ -224,9 +239,11 @@ impl Api {
         token: Option<&str>,
         body: Option<&Value>,
         timeout: Duration,
-    ) -> Result<Value, Failure> {
+    ) -> Result<Value, Failed> {
         let started = Instant::now();
-        let reply = self.raw(method.clone(), url.clone(), token, body, timeout).await?;
+        let reply = self
+            .raw(method.clone(), url.clone(), token, body, timeout)
+            .await?;
         check_json(&method, &url, body, &reply, started)
     }
 }
@@ -238,15 +255,17 @@ pub fn check_json(
     request_body: Option<&Value>,
     reply: &RawReply,
     started: Instant,
-) -> Result<Value, Failure> {
-    let failure = |error: Option<String>| Failure {
-        method: method.to_string(),
-        url: url.to_string(),
-        request_body: request_body.map(|b| truncate(&b.to_string())),
-        status: Some(reply.status.as_u16()),
-        response_body: Some(truncate(&String::from_utf8_lossy(&reply.body))),
-        error,
-        elapsed: reply.done.duration_since(started),
+) -> Result<Value, Failed> {
+    let failure = |error: Option<String>| {
+        Box::new(Failure {
+            method: method.to_string(),
+            url: url.to_string(),
+            request_body: request_body.map(|b| truncate(&b.to_string())),
+            status: Some(reply.status.as_u16()),
+            response_body: Some(truncate(&String::from_utf8_lossy(&reply.body))),
+            error,
+            elapsed: reply.done.duration_since(started),
+        })
     };
     if !reply.status.is_success() {
         return Err(failure(None));

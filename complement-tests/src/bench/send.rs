@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::http::{Api, Failure, FailureLog, check_json, encode_segment};
+use super::http::{Api, Failed, Failure, FailureLog, check_json, encode_segment};
 use super::setup::{self, Registration, User};
 use super::stats::{Latencies, latency_table};
 use super::text::Lines;
@@ -43,7 +43,7 @@ pub async fn send_message(
     room_id: &str,
     txn: &str,
     content: &Value,
-) -> Result<Duration, Failure> {
+) -> Result<Duration, Failed> {
     let path = format!(
         "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
         encode_segment(room_id),
@@ -52,12 +52,18 @@ pub async fn send_message(
     let url = api.url(&path, &[]);
     let started = Instant::now();
     let reply = api
-        .raw(Method::PUT, url.clone(), Some(&user.token), Some(content), SEND_TIMEOUT)
+        .raw(
+            Method::PUT,
+            url.clone(),
+            Some(&user.token),
+            Some(content),
+            SEND_TIMEOUT,
+        )
         .await?;
     let latency = reply.done.duration_since(started);
     let body = check_json(&Method::PUT, &url, Some(content), &reply, started)?;
     if !body["event_id"].is_string() {
-        return Err(Failure {
+        return Err(Box::new(Failure {
             method: "PUT".to_owned(),
             url: url.to_string(),
             request_body: Some(content.to_string()),
@@ -65,13 +71,17 @@ pub async fn send_message(
             response_body: Some(body.to_string()),
             error: Some("the response has no event_id".to_owned()),
             elapsed: latency,
-        });
+        }));
     }
     Ok(latency)
 }
 
 /// Runs the scenario: setup (untimed), warm-up, then the recorded sends.
-pub async fn run(api: &Api, registration: &Registration, params: SendParams) -> anyhow::Result<SendReport> {
+pub async fn run(
+    api: &Api,
+    registration: &Registration,
+    params: SendParams,
+) -> anyhow::Result<SendReport> {
     let run = setup::run_id();
     let users = setup::register_many(api, registration, &format!("bench-{run}-send"), 1, 1).await?;
     let user = &users[0];
@@ -81,7 +91,9 @@ pub async fn run(api: &Api, registration: &Registration, params: SendParams) -> 
     let mut warmup_failures = FailureLog::default();
     for i in 0..params.warmup {
         let content = json!({"msgtype": "m.text", "body": lines.next_line()});
-        if let Err(failure) = send_message(api, user, &room_id, &format!("{run}-w{i}"), &content).await {
+        if let Err(failure) =
+            send_message(api, user, &room_id, &format!("{run}-w{i}"), &content).await
+        {
             warmup_failures.push(failure);
         }
     }

@@ -40,7 +40,11 @@ pub fn run_id() -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    format!("{:x}{:x}", nanos % 0x1_0000_0000_0000, std::process::id() % 0x1000)
+    format!(
+        "{:x}{:x}",
+        nanos % 0x1_0000_0000_0000,
+        std::process::id() % 0x1000
+    )
 }
 
 fn user_from(body: &Value) -> anyhow::Result<User> {
@@ -61,7 +65,9 @@ pub async fn register(api: &Api, how: &Registration, localpart: &str) -> anyhow:
     match how {
         Registration::SharedSecret(secret) => {
             let url = api.url("/_synapse/admin/v1/register", &[]);
-            let nonce = api.json(Method::GET, url.clone(), None, None, SETUP_TIMEOUT).await?;
+            let nonce = api
+                .json(Method::GET, url.clone(), None, None, SETUP_TIMEOUT)
+                .await?;
             let nonce = nonce["nonce"]
                 .as_str()
                 .with_context(|| format!("GET {url} returned no nonce: {nonce}"))?;
@@ -73,7 +79,9 @@ pub async fn register(api: &Api, how: &Registration, localpart: &str) -> anyhow:
                 "admin": false,
                 "mac": mac,
             });
-            let reply = api.json(Method::POST, url, None, Some(&body), SETUP_TIMEOUT).await?;
+            let reply = api
+                .json(Method::POST, url, None, Some(&body), SETUP_TIMEOUT)
+                .await?;
             user_from(&reply)
         }
         Registration::Open => {
@@ -99,7 +107,9 @@ pub async fn register(api: &Api, how: &Registration, localpart: &str) -> anyhow:
                 "password": PASSWORD,
                 "auth": {"type": "m.login.dummy", "session": session},
             });
-            let reply = api.json(Method::POST, url, None, Some(&second), SETUP_TIMEOUT).await?;
+            let reply = api
+                .json(Method::POST, url, None, Some(&second), SETUP_TIMEOUT)
+                .await?;
             user_from(&reply)
         }
     }
@@ -140,7 +150,13 @@ pub async fn create_room(api: &Api, creator: &User, name: &str) -> anyhow::Resul
     let url = api.url("/_matrix/client/v3/createRoom", &[]);
     let body = json!({"preset": "public_chat", "name": name});
     let reply = api
-        .json(Method::POST, url, Some(&creator.token), Some(&body), SETUP_TIMEOUT)
+        .json(
+            Method::POST,
+            url,
+            Some(&creator.token),
+            Some(&body),
+            SETUP_TIMEOUT,
+        )
         .await?;
     reply["room_id"]
         .as_str()
@@ -159,13 +175,24 @@ pub async fn join_all(
     let mut tasks = JoinSet::new();
     let path = format!("/_matrix/client/v3/join/{}", encode_segment(room_id));
     for user in users {
-        let (api, permits, user) = (api.clone(), permits.clone(), user.clone());
+        let (api, permits, user, room_id) = (
+            api.clone(),
+            permits.clone(),
+            user.clone(),
+            room_id.to_owned(),
+        );
         let url = api.url(&path, &[]);
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await?;
-            api.json(Method::POST, url, Some(&user.token), Some(&json!({})), SETUP_TIMEOUT)
-                .await
-                .with_context(|| format!("joining {} to {room_id}", user.user_id))?;
+            api.json(
+                Method::POST,
+                url,
+                Some(&user.token),
+                Some(&json!({})),
+                SETUP_TIMEOUT,
+            )
+            .await
+            .with_context(|| format!("joining {} to {room_id}", user.user_id))?;
             anyhow::Ok(())
         });
     }
@@ -176,7 +203,11 @@ pub async fn join_all(
 }
 
 /// An initial `/sync` with `filter`; returns `next_batch` and the body.
-pub async fn initial_sync(api: &Api, user: &User, filter: &Value) -> anyhow::Result<(String, Value)> {
+pub async fn initial_sync(
+    api: &Api,
+    user: &User,
+    filter: &Value,
+) -> anyhow::Result<(String, Value)> {
     let filter = filter.to_string();
     let url = api.url("/_matrix/client/v3/sync", &[("filter", filter.as_str())]);
     let body = api

@@ -58,7 +58,13 @@ impl Latencies {
     }
 
     pub fn summary(&self) -> Summary {
-        let q = |quantile: f64| self.hist.value_at_quantile(quantile);
+        // HDR reports the highest value equivalent to a bucket, which can
+        // exceed the exact extremes: keep the percentiles within them.
+        let q = |quantile: f64| {
+            self.hist
+                .value_at_quantile(quantile)
+                .clamp(self.min_us, self.max_us)
+        };
         if self.hist.is_empty() {
             return Summary::default();
         }
@@ -113,7 +119,12 @@ fn ms(us: u64) -> String {
 
 /// A fixed-width table of latency summaries, in milliseconds.
 pub fn latency_table(rows: &[(&str, Summary)]) -> String {
-    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0).max(7);
+    let width = rows
+        .iter()
+        .map(|(name, _)| name.len())
+        .max()
+        .unwrap_or(0)
+        .max(7);
     let mut out = format!(
         "  {:<width$} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
         "(ms)", "count", "min", "mean", "p50", "p90", "p95", "p99", "p99.9", "max"

@@ -2,8 +2,22 @@
 //! deterministically (no data files).
 
 const SPEAKERS: &[&str] = &[
-    "ROMEO", "JULIET", "NURSE", "MERCUTIO", "BENVOLIO", "TYBALT", "FRIAR LAURENCE", "CAPULET",
-    "LADY CAPULET", "MONTAGUE", "PRINCE", "PARIS", "SAMPSON", "GREGORY", "BALTHASAR", "PETER",
+    "ROMEO",
+    "JULIET",
+    "NURSE",
+    "MERCUTIO",
+    "BENVOLIO",
+    "TYBALT",
+    "FRIAR LAURENCE",
+    "CAPULET",
+    "LADY CAPULET",
+    "MONTAGUE",
+    "PRINCE",
+    "PARIS",
+    "SAMPSON",
+    "GREGORY",
+    "BALTHASAR",
+    "PETER",
 ];
 
 const FRAGMENTS: &[&str] = &[
@@ -85,8 +99,12 @@ mod tests {
 
     #[test]
     fn lines_are_reproducible_and_varied() {
-        let a: Vec<String> = (0..50).scan(Lines::new(7), |l, _| Some(l.next_line())).collect();
-        let b: Vec<String> = (0..50).scan(Lines::new(7), |l, _| Some(l.next_line())).collect();
+        let a: Vec<String> = (0..50)
+            .scan(Lines::new(7), |l, _| Some(l.next_line()))
+            .collect();
+        let b: Vec<String> = (0..50)
+            .scan(Lines::new(7), |l, _| Some(l.next_line()))
+            .collect();
         assert_eq!(a, b);
         assert!(a.iter().all(|line| line.contains(": ")));
         let lengths: std::collections::BTreeSet<usize> = a.iter().map(String::len).collect();

@@ -24,14 +24,23 @@ use complement_tests::bench::setup::Registration;
 use serde_json::{Value, json};
 
 #[derive(Parser, Debug)]
-#[command(name = "myelin-bench", version, about = "Load scenarios against a running Myelin server")]
+#[command(
+    name = "myelin-bench",
+    version,
+    about = "Load scenarios against a running Myelin server"
+)]
 struct Cli {
     /// Base URL of the server, e.g. http://127.0.0.1:8008.
     #[arg(long, global = true, env = "MYELIN_BENCH_URL")]
     url: Option<String>,
 
     /// Register accounts through /_synapse/admin/v1/register with this secret.
-    #[arg(long, global = true, env = "MYELIN_BENCH_SHARED_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "MYELIN_BENCH_SHARED_SECRET",
+        hide_env_values = true
+    )]
     shared_secret: Option<String>,
 
     /// Register accounts through open registration (m.login.dummy).
@@ -99,7 +108,9 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
-            eprintln!("myelin-bench: the server misbehaved during the run (see the !! lines above)");
+            eprintln!(
+                "myelin-bench: the server misbehaved during the run (see the !! lines above)"
+            );
             ExitCode::from(2)
         }
         Err(error) => {
@@ -143,7 +154,11 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 messages: size(args.messages, cli.smoke, 10, 200),
                 interval: Duration::from_secs_f64(args.interval_ms / 1e3),
                 settle: Duration::from_millis(args.settle_ms),
-                grace: Duration::from_secs(args.grace_secs.unwrap_or(if cli.smoke { 10 } else { 30 })),
+                grace: Duration::from_secs(args.grace_secs.unwrap_or(if cli.smoke {
+                    10
+                } else {
+                    30
+                })),
             };
             // Every receiver holds a long-poll open at once, plus the sender.
             let api = Api::new(&url, params.clients + 16)?;

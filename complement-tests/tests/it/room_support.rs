@@ -131,30 +131,34 @@ pub async fn get_state_event(
 ) -> Value {
     let path = room_path(
         room,
-        &format!(
-            "/state/{}/{}?format=event",
-            enc(event_type),
-            enc(state_key)
-        ),
+        &format!("/state/{}/{}?format=event", enc(event_type), enc(state_key)),
     );
     server.get(&path, who).await.ok().clone()
 }
 
 /// `POST /rooms/{room}/join`.
 pub async fn join(server: &TestServer, who: &Session, room: &str) -> Resp {
-    server.post(&room_path(room, "/join"), who, &json!({})).await
+    server
+        .post(&room_path(room, "/join"), who, &json!({}))
+        .await
 }
 
 /// `POST /rooms/{room}/invite`.
 pub async fn invite(server: &TestServer, who: &Session, room: &str, user_id: &str) -> Resp {
     server
-        .post(&room_path(room, "/invite"), who, &json!({"user_id": user_id}))
+        .post(
+            &room_path(room, "/invite"),
+            who,
+            &json!({"user_id": user_id}),
+        )
         .await
 }
 
 /// `POST /rooms/{room}/leave`.
 pub async fn leave(server: &TestServer, who: &Session, room: &str) -> Resp {
-    server.post(&room_path(room, "/leave"), who, &json!({})).await
+    server
+        .post(&room_path(room, "/leave"), who, &json!({}))
+        .await
 }
 
 /// `POST /rooms/{room}/{action}` for kick/ban/unban.

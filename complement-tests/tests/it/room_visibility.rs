@@ -103,11 +103,20 @@ async fn scenario(visibility: &str) -> Scenario {
     )
     .await;
     let mut ids = Vec::new();
-    ids.push((BODIES[0], send_text(&server, &alice, &room, BODIES[0]).await));
+    ids.push((
+        BODIES[0],
+        send_text(&server, &alice, &room, BODIES[0]).await,
+    ));
     invite(&server, &alice, &room, &bob.user_id).await.ok();
-    ids.push((BODIES[1], send_text(&server, &alice, &room, BODIES[1]).await));
+    ids.push((
+        BODIES[1],
+        send_text(&server, &alice, &room, BODIES[1]).await,
+    ));
     join(&server, &bob, &room).await.ok();
-    ids.push((BODIES[2], send_text(&server, &alice, &room, BODIES[2]).await));
+    ids.push((
+        BODIES[2],
+        send_text(&server, &alice, &room, BODIES[2]).await,
+    ));
     Scenario {
         server,
         alice,
@@ -125,98 +134,132 @@ async fn leave_and_send(s: &mut Scenario) {
 }
 
 /// Checks bob's view through every endpoint: `expected_joined` while
-/// joined, and the same minus `after-leave` after leaving.
+/// joined, and the same (plus `after-leave` when world-readable) after
+/// leaving. Collects every mismatch before failing, so that one run shows
+/// all the endpoints that disagree with the spec.
 async fn check_bob(visibility: &str, expected_joined: &[&str]) {
     let mut s = scenario(visibility).await;
+    let mut errors: Vec<String> = Vec::new();
+    let mut check = |ok: bool, what: String| {
+        if !ok {
+            errors.push(what);
+        }
+    };
 
     // While joined: /messages, /event, /context and an initial sync.
-    assert_eq!(
-        s.visible_via_messages(&s.bob).await,
-        expected_joined,
-        "{visibility}: /messages while joined"
+    let seen = s.visible_via_messages(&s.bob).await;
+    check(
+        seen == expected_joined,
+        format!("/messages while joined: {seen:?}"),
     );
     for body in &BODIES[..3] {
         let expected = expected_joined.contains(body);
-        assert_eq!(
-            s.event_visible(&s.bob, body).await,
-            expected,
-            "{visibility}: /event {body}"
+        let got = s.event_visible(&s.bob, body).await;
+        check(
+            got == expected,
+            format!("/event {body} while joined: {got}"),
         );
-        assert_eq!(
-            s.context_visible(&s.bob, body).await,
-            expected,
-            "{visibility}: /context {body}"
+        let got = s.context_visible(&s.bob, body).await;
+        check(
+            got == expected,
+            format!("/context {body} while joined: {got}"),
         );
     }
+    // His own join is always visible to him ("a user can always see
+    // m.room.member events which set their membership to join").
+    let events = paginate(&s.server, &s.bob, &s.room, "f", None, 50, 10).await;
+    let own_join = events.iter().any(|e| {
+        e["type"] == "m.room.member"
+            && e["state_key"] == s.bob.user_id
+            && e["content"]["membership"] == "join"
+    });
+    check(
+        own_join,
+        "bob's own join is not in his /messages".to_owned(),
+    );
     let filter = filter_param(&json!({"room": {"timeline": {"limit": 50}}}));
     let body = sync(&s.server, &s.bob, &filter).await;
-    let timeline = events_of(&joined(&body, &s.room)["timeline"]);
-    assert_eq!(
-        bodies(timeline),
-        expected_joined,
-        "{visibility}: initial sync timeline"
+    let seen = bodies(events_of(&joined(&body, &s.room)["timeline"]));
+    check(
+        seen == expected_joined,
+        format!("initial sync timeline: {seen:?}"),
     );
     let since = next_batch(&body);
 
-    // After leaving: nothing sent after the leave, unless world-readable.
+    // After leaving: nothing sent after the leave, unless world-readable;
+    // what was visible stays visible.
     let world = visibility == "world_readable";
     leave_and_send(&mut s).await;
     let mut expected_left = expected_joined.to_vec();
     if world {
         expected_left.push("after-leave");
     }
-    assert_eq!(
-        s.visible_via_messages(&s.bob).await,
-        expected_left,
-        "{visibility}: /messages after leaving"
+    let seen = s.visible_via_messages(&s.bob).await;
+    check(
+        seen == expected_left,
+        format!("/messages after leaving: {seen:?}"),
     );
-    assert_eq!(
-        s.event_visible(&s.bob, "after-leave").await,
-        world,
-        "{visibility}: /event after leaving"
+    let events = paginate(&s.server, &s.bob, &s.room, "f", None, 50, 10).await;
+    let own_leave = events.iter().any(|e| {
+        e["type"] == "m.room.member"
+            && e["state_key"] == s.bob.user_id
+            && e["content"]["membership"] == "leave"
+    });
+    check(
+        own_leave,
+        "bob's own leave is not in his /messages".to_owned(),
     );
-    assert_eq!(
-        s.context_visible(&s.bob, "after-leave").await,
-        world,
-        "{visibility}: /context after leaving"
-    );
-    for body in expected_joined {
-        assert!(
-            s.event_visible(&s.bob, body).await,
-            "{visibility}: {body} stays visible after leaving"
+    for body in BODIES {
+        let expected = expected_left.contains(&body);
+        let got = s.event_visible(&s.bob, body).await;
+        check(
+            got == expected,
+            format!("/event {body} after leaving: {got}"),
         );
     }
-    // The incremental sync reports the leave, and nothing after it.
+    let got = s.context_visible(&s.bob, "after-leave").await;
+    check(
+        got == world,
+        format!("/context after-leave after leaving: {got}"),
+    );
+
+    // The incremental sync reports the leave, including bob's own leave
+    // event (visible because his membership before it was `join`), and no
+    // message sent after it.
     let body = sync(&s.server, &s.bob, &format!("since={}", enc(&since))).await;
     let left = &body["rooms"]["leave"][&s.room];
-    assert!(left.is_object(), "{visibility}: leave section: {body}");
-    assert!(
-        bodies(events_of(&left["timeline"])).is_empty(),
-        "{visibility}: no messages after the leave in sync: {left}"
+    check(left.is_object(), format!("no leave section: {body}"));
+    let seen = bodies(events_of(&left["timeline"]));
+    check(
+        seen.is_empty(),
+        format!("messages after the leave in the sync leave timeline: {seen:?}"),
     );
     let leave_event = events_of(&left["timeline"])
         .iter()
         .find(|e| e["type"] == "m.room.member" && e["state_key"] == s.bob.user_id);
-    assert_eq!(
-        leave_event.map(|e| e["content"]["membership"].clone()),
-        Some(json!("leave")),
-        "{visibility}: bob's own leave is in the leave timeline: {left}"
+    check(
+        leave_event.map(|e| e["content"]["membership"].clone()) == Some(json!("leave")),
+        format!("bob's own leave event missing from the sync leave timeline: {left}"),
     );
 
     // Carol never joined: only world_readable lets her in.
     let resp = messages(&s.server, &s.carol, &s.room, "dir=b").await;
     if world {
-        assert_eq!(bodies(events_of(&resp.ok()["chunk"])).len(), 4);
+        let seen = bodies(events_of(&resp.ok()["chunk"]));
+        check(seen.len() == 4, format!("carol's /messages: {seen:?}"));
     } else {
         assert_matrix_error(&resp, StatusCode::FORBIDDEN, "M_FORBIDDEN");
     }
     for body in BODIES {
-        assert_eq!(
-            s.event_visible(&s.carol, body).await,
-            world,
-            "{visibility}: carol /event {body}"
-        );
+        let got = s.event_visible(&s.carol, body).await;
+        check(got == world, format!("carol's /event {body}: {got}"));
     }
+
+    assert!(
+        errors.is_empty(),
+        "history_visibility={visibility}: bob's (and carol's) views disagree with the spec:\n{}",
+        errors.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -275,14 +318,22 @@ async fn visibility_is_evaluated_at_each_event() {
         .get(&room_path(&room, &format!("/event/{}", enc(&hidden))), &bob)
         .await;
     assert_matrix_error(&resp, StatusCode::NOT_FOUND, "M_NOT_FOUND");
-    // The visibility changes themselves are visible (before or after allows).
-    let changes = events
-        .iter()
-        .filter(|e| e["type"] == "m.room.history_visibility")
-        .count();
-    assert_eq!(changes, 2, "both history_visibility changes are visible to bob");
-
     // Alice, joined throughout, sees everything.
-    let events = paginate(&server, &alice, &room, "b", None, 50, 5).await;
-    assert_eq!(bodies(&events).len(), 4);
+    let alice_view = paginate(&server, &alice, &room, "b", None, 50, 5).await;
+    assert_eq!(bodies(&alice_view).len(), 4);
+
+    // The history_visibility events themselves are visible when the value
+    // before *or* after them allows it: the preset's `shared`, the change
+    // shared → joined (allowed before) and joined → shared (allowed after).
+    let changes: Vec<&str> = events
+        .iter()
+        .rev()
+        .filter(|e| e["type"] == "m.room.history_visibility")
+        .map(|e| e["content"]["history_visibility"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        changes,
+        ["shared", "joined", "shared"],
+        "history_visibility events visible to bob"
+    );
 }

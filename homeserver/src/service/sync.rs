@@ -110,7 +110,7 @@ fn build_response(services: &Services, request: &SyncRequest<'_>, now: u64) -> R
         let account_data = room_account_data.remove(&room_id).unwrap_or_default();
         match entry.membership.as_str() {
             "join" => {
-                let quiet = rooms_with_events.as_ref().is_some_and(|active| {
+                let quiet = !request.full_state && rooms_with_events.as_ref().is_some_and(|active| {
                     !changed_since
                         && account_data.is_empty()
                         && services.rooms.short.room(&room_id).ok().flatten().is_none_or(|short| !active.contains(&short))
@@ -159,11 +159,13 @@ fn joined_room(
     let record = rooms.room(room_id)?;
     let timeline_filter = &request.filter.room.timeline;
     let limit = timeline_filter.limit.map_or(DEFAULT_TIMELINE_LIMIT, |l| usize::try_from(u64::from(l)).unwrap_or(usize::MAX)).max(1);
-    // A room the user joined after the token is sent whole, as in an initial sync.
-    let room_since = if request.full_state || (joined_since_token && request.since.is_some()) { None } else { request.since };
+    // A room the user joined after the token is sent whole, as in an initial sync. With
+    // `full_state` the timeline still starts at the token; only the state is sent whole.
+    let room_since = if joined_since_token && request.since.is_some() { None } else { request.since };
+    let whole_state = room_since.is_none() || request.full_state;
 
     let mut newest_first = rooms.timeline.room_events_desc(record.short, room_since.unwrap_or(0), now, limit + 1)?;
-    if room_since.is_some() && newest_first.is_empty() && account_data.is_empty() {
+    if room_since.is_some() && newest_first.is_empty() && account_data.is_empty() && !request.full_state {
         return Ok(None);
     }
     let limited = newest_first.len() > limit;
@@ -180,7 +182,8 @@ fn joined_room(
         None => rooms.state_group_at_stream(record.short, now)?.unwrap_or(record.current_state_group),
     };
     let state_ids: Vec<String> = match room_since {
-        None => rooms.state_map(start_group)?.into_values().collect(),
+        _ if whole_state => rooms.state_map(start_group)?.into_values().collect(),
+        None => Vec::new(),
         Some(since) if limited => {
             let before = match rooms.state_group_at_stream(record.short, since)? {
                 Some(group) => rooms.state_map(group)?,
@@ -190,27 +193,44 @@ fn joined_room(
         }
         Some(_) => Vec::new(),
     };
-    let membership = Some("join");
+    let visibility = rooms.viewer(room_id, request.user)?;
     let viewer = Some((request.user, request.device));
     let mut timeline = Vec::new();
     for event in &timeline_events {
-        if event_matches(timeline_filter, event) && rooms.can_see_event(request.user, event, membership)? {
+        if event_matches(timeline_filter, event) && rooms.can_see_event(&visibility, event)? {
             timeline.push(without_room_id(rooms.client_event(event, viewer)?));
         }
     }
     let lazy = !request.filter.room.state.lazy_load_options.is_disabled();
-    let timeline_senders: Vec<&str> = timeline_events.iter().map(StoredEvent::sender).collect();
+    let summary = summary(services, room_id, request.user)?;
+    // Lazy-loading clients get the members they need to render what they are shown: the
+    // timeline's senders and the heroes (and themselves), even when nothing else changed.
+    let mut needed_members: Vec<String> = timeline_events.iter().map(|e| e.sender().to_owned()).collect();
+    needed_members.extend(summary["m.heroes"].as_array().into_iter().flatten().filter_map(|h| h.as_str().map(str::to_owned)));
+    needed_members.push(request.user.to_string());
     let mut state = Vec::new();
+    let mut sent_members = std::collections::HashSet::new();
     for event_id in state_ids {
         let Some((_, event)) = rooms.event(&event_id)? else { continue };
-        if lazy
-            && event.event_type() == "m.room.member"
-            && event.state_key().is_some_and(|member| member != request.user.as_str() && !timeline_senders.contains(&member))
-        {
-            continue;
+        if event.event_type() == "m.room.member" {
+            let member = event.state_key().unwrap_or_default().to_owned();
+            if lazy && !needed_members.contains(&member) {
+                continue;
+            }
+            sent_members.insert(member);
         }
         if event_matches(&request.filter.room.state, &event) {
             state.push(without_room_id(rooms.client_event(&event, None)?));
+        }
+    }
+    if lazy {
+        for member in needed_members {
+            if !sent_members.insert(member.clone()) {
+                continue;
+            }
+            if let Some(event) = rooms.state_event(start_group, "m.room.member", &member)? {
+                state.push(without_room_id(rooms.client_event(&event, None)?));
+            }
         }
     }
     let prev_batch = match timeline_events.first() {
@@ -222,7 +242,7 @@ fn joined_room(
         "state": { "events": state },
         "account_data": { "events": account_data },
         "ephemeral": { "events": [] },
-        "summary": summary(services, room_id, request.user)?,
+        "summary": summary,
         "unread_notifications": {},
         "unread_thread_notifications": {},
     })))
@@ -237,9 +257,10 @@ fn left_room(services: &Services, request: &SyncRequest<'_>, room_id: &RoomId, l
     let limit = request.filter.room.timeline.limit.map_or(DEFAULT_TIMELINE_LIMIT, |l| usize::try_from(u64::from(l)).unwrap_or(usize::MAX)).max(1);
     let mut timeline = Vec::new();
     let up_to = leave_event.stream;
+    let visibility = rooms.viewer(room_id, request.user)?;
     for (_, short) in rooms.timeline.room_events_desc(record.short, request.since.unwrap_or(0), up_to, limit)?.iter().rev() {
         if let Some(event) = rooms.timeline.get(*short)?
-            && rooms.can_see_event(request.user, &event, Some("leave"))?
+            && rooms.can_see_event(&visibility, &event)?
         {
             timeline.push(without_room_id(rooms.client_event(&event, Some((request.user, request.device)))?));
         }
@@ -271,7 +292,9 @@ fn stripped_state(services: &Services, membership_event_id: &str) -> Result<Vec<
 
 /// Heroes and member counts, for clients to name rooms without a name.
 fn summary(services: &Services, room_id: &RoomId, user: &UserId) -> Result<Value> {
-    let members = services.rooms.membership.members_of(room_id.as_str())?;
+    let mut members = services.rooms.membership.members_of(room_id.as_str())?;
+    // Heroes in the order people joined, as the spec suggests.
+    members.sort_by_key(|(_, entry)| entry.stream);
     let joined = members.iter().filter(|(_, m)| m.membership == "join").count();
     let invited = members.iter().filter(|(_, m)| m.membership == "invite").count();
     let heroes: Vec<&str> = members

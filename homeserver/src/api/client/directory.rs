@@ -101,6 +101,9 @@ pub async fn set_room_visibility_route(
 ) -> Result<RumaResponse<set_room_visibility::v3::Response>> {
     let user = request.sender()?.user_id.clone();
     let body = request.body;
+    if !matches!(body.visibility, Visibility::Public | Visibility::Private) {
+        return Err(Error::invalid_param("visibility must be \"public\" or \"private\""));
+    }
     if !services.rooms.can_manage_room(&body.room_id, &user)? && !services.users.is_admin(&user)? {
         return Err(Error::forbidden("You may not change this room's directory listing"));
     }

@@ -198,17 +198,6 @@ pub async fn joined_rooms_route(
     Ok(RumaResponse(joined_rooms::v3::Response::new(rooms)))
 }
 
-/// Members may list members; so may anyone when history is world-readable.
-fn require_member_or_readable(services: &Services, room_id: &RoomId, user: &UserId) -> Result<u64> {
-    let record = services.rooms.room(room_id)?;
-    let membership = services.rooms.membership.membership(room_id.as_str(), user.as_str())?;
-    let readable = services.rooms.history_visibility(record.current_state_group)? == "world_readable";
-    if membership.as_deref() != Some("join") && !readable {
-        return Err(Error::forbidden("You are not a member of this room"));
-    }
-    Ok(record.current_state_group)
-}
-
 /// `GET /_matrix/client/v3/rooms/{roomId}/members`
 pub async fn get_member_events_route(
     State(services): State<AppState>,
@@ -216,7 +205,7 @@ pub async fn get_member_events_route(
 ) -> Result<RumaResponse<get_member_events::v3::Response>> {
     let sender = request.sender()?;
     let body = &request.body;
-    let mut group = require_member_or_readable(&services, &body.room_id, &sender.user_id)?;
+    let mut group = services.rooms.readable_state_group(&body.room_id, &sender.user_id)?;
     if let Some(at) = &body.at {
         group = services.rooms.state_group_at_token(&body.room_id, at)?;
     }
@@ -228,10 +217,16 @@ pub async fn get_member_events_route(
         }
         let Some((_, event)) = services.rooms.event(event_id)? else { continue };
         let membership = event.content().get("membership").and_then(Value::as_str).unwrap_or_default();
-        if body.membership.as_ref().is_some_and(|wanted| wanted.as_str() != membership) {
-            continue;
-        }
-        if body.not_membership.as_ref().is_some_and(|unwanted| unwanted.as_str() == membership) {
+        // Given together, the two filters are an "or" (spec: either matches membership or
+        // differs from not_membership).
+        let wanted = body.membership.as_ref().map(|m| m.as_str() == membership);
+        let not_unwanted = body.not_membership.as_ref().map(|m| m.as_str() != membership);
+        let keep = match (wanted, not_unwanted) {
+            (None, None) => true,
+            (Some(a), None) | (None, Some(a)) => a,
+            (Some(a), Some(b)) => a || b,
+        };
+        if !keep {
             continue;
         }
         chunk.push(to_raw(&services.rooms.client_event(&event, None)?)?);
@@ -245,7 +240,7 @@ pub async fn joined_members_route(
     request: Ruma<joined_members::v3::Request>,
 ) -> Result<RumaResponse<joined_members::v3::Response>> {
     let sender = request.sender()?;
-    let group = require_member_or_readable(&services, &request.body.room_id, &sender.user_id)?;
+    let group = services.rooms.readable_state_group(&request.body.room_id, &sender.user_id)?;
     let state = services.rooms.state_map(group)?;
     let mut joined = BTreeMap::new();
     for ((event_type, state_key), event_id) in state.iter() {

@@ -21,7 +21,7 @@ use crate::{
     router::{AppState, Ruma, RumaResponse},
     service::{
         Services,
-        rooms::{EventDraft, StoredEvent, Transaction, event_matches, tokens::Token},
+        rooms::{EventDraft, StoredEvent, Transaction, event_matches, timeline::gap_after, tokens::Token},
     },
 };
 
@@ -53,6 +53,7 @@ pub async fn redact_event_route(
     let sender = request.sender()?.clone();
     let body = request.body;
     require_joined(&services, &body.room_id, &sender.user_id)?;
+    services.rooms.check_may_redact(&body.room_id, &body.event_id, &sender.user_id)?;
     let mut content = json!({ "redacts": body.event_id });
     if let Some(reason) = body.reason {
         content["reason"] = json!(reason);
@@ -81,8 +82,7 @@ fn visible_event(services: &Services, room_id: &RoomId, event_id: &EventId, user
     if event.room_short != record.short {
         return Err(not_found());
     }
-    let membership = services.rooms.membership.membership(room_id.as_str(), user.as_str())?;
-    if !services.rooms.can_see_event(user, &event, membership.as_deref())? {
+    if !services.rooms.can_see_event(&services.rooms.viewer(room_id, user)?, &event)? {
         return Err(not_found());
     }
     Ok(event)
@@ -116,47 +116,40 @@ pub async fn get_message_events_route(
     if membership.is_none() && !world_readable {
         return Err(Error::forbidden("You are not a member of this room"));
     }
-    let limit = usize::try_from(u64::from(body.limit)).unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let viewer = services.rooms.viewer(&body.room_id, &sender.user_id)?;
+    let limit = usize::try_from(u64::from(body.limit)).unwrap_or(MAX_PAGE).min(MAX_PAGE);
     let direction = match body.dir {
         Direction::Backward => myelin_storage::Direction::Reverse,
         Direction::Forward => myelin_storage::Direction::Forward,
     };
     let from = match &body.from {
-        Some(token) => services.rooms.topological_position(record.short, Token::parse(token)?, body.dir == Direction::Backward)?,
-        // Without `from`, backwards starts at the newest event and forwards at the oldest.
+        Some(token) => services.rooms.topological_gap(record.short, Token::parse(token)?)?,
+        // Without `from`, backwards starts after the newest event and forwards before the oldest.
         None if body.dir == Direction::Backward => (u64::MAX, u64::MAX),
         None => (0, 0),
     };
-    let to = body
-        .to
-        .as_deref()
-        .map(Token::parse)
-        .transpose()?
-        .map(|t| services.rooms.topological_position(record.short, t, body.dir == Direction::Forward))
-        .transpose()?;
+    let to = body.to.as_deref().map(Token::parse).transpose()?.map(|t| services.rooms.topological_gap(record.short, t)).transpose()?;
 
     let mut chunk = Vec::new();
     let mut cursor = from;
-    let mut exhausted = false;
+    let mut exhausted = limit == 0;
     // Invisible or filtered events are skipped without counting; keep reading pages until the
-    // chunk is full or the room ends.
+    // chunk is full or the room (or `to`) ends.
     while chunk.len() < limit && !exhausted {
         let page = services.rooms.timeline.room_topological(record.short, cursor, direction, limit)?;
         exhausted = page.len() < limit;
         for (position, short) in page {
-            if let Some(to) = to {
-                let past_to = match body.dir {
-                    Direction::Backward => position <= to,
-                    Direction::Forward => position >= to,
-                };
-                if past_to {
-                    exhausted = true;
-                    break;
-                }
+            let beyond_to = to.is_some_and(|to| match body.dir {
+                Direction::Backward => position < to,
+                Direction::Forward => position >= to,
+            });
+            if beyond_to {
+                exhausted = true;
+                break;
             }
-            cursor = position;
+            cursor = gap_after(position, direction);
             let Some(event) = services.rooms.timeline.get(short)? else { continue };
-            if !event_matches(&body.filter, &event) || !services.rooms.can_see_event(&sender.user_id, &event, membership.as_deref())? {
+            if !event_matches(&body.filter, &event) || !services.rooms.can_see_event(&viewer, &event)? {
                 continue;
             }
             chunk.push(event);
@@ -168,7 +161,7 @@ pub async fn get_message_events_route(
 
     let mut response = get_message_events::v3::Response::new();
     response.start = body.from.clone().unwrap_or_else(|| Token::Stream(services.rooms.stream.safe()).to_string());
-    response.end = (!exhausted || chunk.len() >= limit).then(|| Token::Topological { depth: cursor.0, stream: cursor.1 }.to_string());
+    response.end = (!exhausted || (limit > 0 && chunk.len() >= limit)).then(|| Token::Topological { depth: cursor.0, stream: cursor.1 }.to_string());
     if !body.filter.lazy_load_options.is_disabled() {
         response.state = lazy_members(&services, &body.room_id, &chunk)?;
     }
@@ -203,23 +196,24 @@ pub async fn get_context_route(
     let body = &request.body;
     let event = visible_event(&services, &body.room_id, &body.event_id, &sender.user_id)?;
     let record = services.rooms.room(&body.room_id)?;
-    let membership = services.rooms.membership.membership(body.room_id.as_str(), sender.user_id.as_str())?;
+    let visibility_viewer = services.rooms.viewer(&body.room_id, &sender.user_id)?;
     let limit = usize::try_from(u64::from(body.limit)).unwrap_or(MAX_PAGE).min(MAX_PAGE);
     let before_limit = limit / 2;
     let after_limit = limit - before_limit;
     let position = (event.depth, event.stream);
     let viewer = Some((&*sender.user_id, &*sender.device_id));
+    // Tokens are gaps: `start` just before the oldest event shown, `end` just after the newest.
     let collect = |direction, wanted: usize| -> Result<(Vec<StoredEvent>, (u64, u64))> {
         let mut out = Vec::new();
-        let mut cursor = position;
-        for (pos, short) in services.rooms.timeline.room_topological(record.short, position, direction, wanted.max(1) * 4)? {
+        let mut cursor = gap_after(position, direction);
+        for (pos, short) in services.rooms.timeline.room_topological(record.short, cursor, direction, wanted.max(1) * 4)? {
             if out.len() >= wanted {
                 break;
             }
-            cursor = pos;
+            cursor = gap_after(pos, direction);
             if let Some(candidate) = services.rooms.timeline.get(short)?
                 && event_matches(&body.filter, &candidate)
-                && services.rooms.can_see_event(&sender.user_id, &candidate, membership.as_deref())?
+                && services.rooms.can_see_event(&visibility_viewer, &candidate)?
             {
                 out.push(candidate);
             }

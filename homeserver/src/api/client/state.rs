@@ -14,23 +14,8 @@ use crate::{
     service::{Services, rooms::EventDraft},
 };
 
-/// The state group a user may read: the current state for members (and anyone when history is
-/// world-readable); for a user who left, the state when they left.
 fn readable_state(services: &Services, room_id: &RoomId, user: &UserId) -> Result<u64> {
-    let record = services.rooms.room(room_id)?;
-    let entry = services.rooms.membership.get(room_id.as_str(), user.as_str())?;
-    match entry.as_ref().map(|e| e.membership.as_str()) {
-        Some("join") => Ok(record.current_state_group),
-        _ if services.rooms.history_visibility(record.current_state_group)? == "world_readable" => {
-            Ok(record.current_state_group)
-        }
-        Some("leave" | "ban") => {
-            let entry = entry.ok_or_else(|| Error::internal("membership vanished"))?;
-            let (_, event) = services.rooms.event(&entry.event_id)?.ok_or_else(|| Error::internal("membership event missing"))?;
-            Ok(event.state_after)
-        }
-        _ => Err(Error::forbidden("You are not a member of this room")),
-    }
+    services.rooms.readable_state_group(room_id, user)
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/state`

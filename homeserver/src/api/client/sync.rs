@@ -24,6 +24,10 @@ pub async fn sync_events_route(
     let filter = match body.filter {
         None => FilterDefinition::default(),
         Some(sync_events::v3::Filter::FilterDefinition(definition)) => definition,
+        // A filter starting with `{` is inline JSON that did not parse, not a filter ID.
+        Some(sync_events::v3::Filter::FilterId(id)) if id.trim_start().starts_with('{') => {
+            return Err(Error::bad_json("filter is not a valid filter definition"));
+        }
         Some(sync_events::v3::Filter::FilterId(id)) => {
             let stored = services.filters.get(&sender.user_id, &id)?.ok_or_else(|| Error::not_found("Unknown filter"))?;
             serde_json::from_value(stored).map_err(|e| Error::internal(format!("stored filter: {e}")))?

@@ -81,6 +81,11 @@ fn initial_events(creator: &UserId, spec: RoomSpec) -> Result<(Map<String, Value
     } else {
         create.remove("creator");
     }
+    // In v12 rooms, trusted private chats make the invitees co-creators (MSC4289) instead of
+    // giving them power level 100.
+    if spec.preset == Preset::TrustedPrivateChat && room_id_is_derived(&spec.version) && !spec.invite.is_empty() {
+        create.insert("additional_creators".to_owned(), json!(spec.invite));
+    }
 
     let mut events = Vec::new();
     let mut member = json!({"membership": "join"});
@@ -132,7 +137,7 @@ fn power_levels(creator: &UserId, spec: &RoomSpec) -> Value {
     if !room_id_is_derived(&spec.version) {
         users.insert(creator.to_string(), json!(100));
     }
-    if spec.preset == Preset::TrustedPrivateChat {
+    if spec.preset == Preset::TrustedPrivateChat && !room_id_is_derived(&spec.version) {
         for invitee in &spec.invite {
             users.insert(invitee.to_string(), json!(100));
         }

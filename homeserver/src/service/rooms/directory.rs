@@ -106,3 +106,38 @@ impl Rooms {
         Ok(())
     }
 }
+
+impl Rooms {
+    /// The state a user may read: the current state for members (and anyone when history is
+    /// world-readable); for a user who left or was banned, the state when they left.
+    pub fn readable_state_group(&self, room_id: &RoomId, user: &UserId) -> Result<u64> {
+        let record = self.room(room_id)?;
+        let entry = self.membership.get(room_id.as_str(), user.as_str())?;
+        match entry {
+            Some(entry) if entry.membership == "join" => Ok(record.current_state_group),
+            _ if self.history_visibility(record.current_state_group)? == "world_readable" => Ok(record.current_state_group),
+            Some(entry) if entry.membership == "leave" || entry.membership == "ban" => {
+                let (_, event) = self.event(&entry.event_id)?.ok_or_else(|| Error::internal("membership event missing"))?;
+                Ok(event.state_after)
+            }
+            _ => Err(Error::forbidden("You are not a member of this room")),
+        }
+    }
+}
+
+impl Rooms {
+    /// Refuses a redaction the redacter may not make: someone else's event without the
+    /// `redact` power level. (Unknown events may be redacted: the server might learn of them
+    /// later.)
+    pub fn check_may_redact(&self, room_id: &RoomId, target: &ruma::EventId, redacter: &UserId) -> Result<()> {
+        let record = self.room(room_id)?;
+        let Some((_, event)) = self.event(target.as_str())? else { return Ok(()) };
+        if event.room_short != record.short || event.sender() == redacter.as_str() {
+            return Ok(());
+        }
+        if !self.has_power(record.current_state_group, redacter, "redact", 50)? {
+            return Err(Error::forbidden("You do not have the power to redact other users' events"));
+        }
+        Ok(())
+    }
+}

@@ -17,6 +17,13 @@ impl Rooms {
             object.remove(*field);
         }
         object.insert("event_id".to_owned(), json!(event.event_id));
+        // A v12 create event has no room_id: its room ID is derived from its event ID.
+        if !object.contains_key("room_id")
+            && let Ok(event_id) = ruma::EventId::parse(&event.event_id)
+            && let Ok(room_id) = myelin_federation::pdu::room_id_from_create_event_id(&event_id)
+        {
+            object.insert("room_id".to_owned(), json!(room_id));
+        }
         // From v11 `redacts` lives in the content; clients read it at the top level too.
         if event.event_type() == "m.room.redaction"
             && !object.contains_key("redacts")

@@ -44,6 +44,7 @@ pub use self::{
     short::ShortIds,
     state::StateStore,
     timeline::{StoredEvent, StreamPositions, Timeline},
+    visibility::Viewer,
 };
 use super::notifier::Notifier;
 use crate::{

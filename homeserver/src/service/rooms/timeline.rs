@@ -70,6 +70,14 @@ const STREAM: Table<u64, (u64, u64)> = Table::new("stream_roomevent");
 
 pub const TABLES: &[&str] = &["shorteventid_event", "roomstream_shorteventid", "roomtopo_shorteventid", "stream_roomevent"];
 
+/// The gap just past `position` when walking in `direction`: where the next page starts.
+pub fn gap_after(position: (u64, u64), direction: Direction) -> (u64, u64) {
+    match direction {
+        Direction::Forward => (position.0, position.1 + 1),
+        Direction::Reverse => position,
+    }
+}
+
 /// Hands out stream positions and knows which are still being written.
 ///
 /// Appends to different rooms commit concurrently, so position 7 can reach the disk before 6.
@@ -184,8 +192,10 @@ impl Timeline {
         Ok(out)
     }
 
-    /// A page of a room in topological order, starting just past `from` (exclusive) in
-    /// `direction`. Positions are (depth, stream).
+    /// A page of a room in topological order from the gap `from`. Positions are
+    /// (depth, stream); a *gap* `g` lies just before position `g`, so forwards yields positions
+    /// `>= g` and backwards positions `< g`. Pagination tokens are gaps, so pages neither
+    /// overlap nor skip an event whichever direction the next page goes.
     pub fn room_topological(
         &self,
         room_short: u64,
@@ -199,7 +209,7 @@ impl Timeline {
             if room != room_short {
                 break;
             }
-            if (depth, stream) == from {
+            if direction == Direction::Reverse && (depth, stream) == from {
                 continue;
             }
             if out.len() >= limit {

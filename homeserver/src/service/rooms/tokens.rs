@@ -58,23 +58,28 @@ impl Rooms {
         Ok(self.timeline.get(short)?.map(|event| event.state_after))
     }
 
+    /// The room state at a token: after the last event before the token's gap.
     pub fn state_group_at_token(&self, room_id: &RoomId, token: &str) -> Result<u64> {
         let record = self.room(room_id)?;
-        let position = Token::parse(token)?.stream_position();
-        Ok(self.state_group_at_stream(record.short, position)?.unwrap_or(record.current_state_group))
+        let gap = self.topological_gap(record.short, Token::parse(token)?)?;
+        let before = self.timeline.room_topological(record.short, gap, myelin_storage::Direction::Reverse, 1)?;
+        match before.first() {
+            Some((_, short)) => Ok(self.timeline.get(*short)?.map_or(record.current_state_group, |event| event.state_after)),
+            None => Ok(record.current_state_group),
+        }
     }
 
-    /// Where a token points in the room's topological order, as an exclusive pagination
-    /// bound. A stream token means "after the room's last event at that position", so
-    /// paginating backwards from it includes that event.
-    pub fn topological_position(&self, room_short: u64, token: Token, backwards: bool) -> Result<(u64, u64)> {
+    /// The gap in the room's topological order a token names (see `Timeline::room_topological`).
+    /// A topological token is a gap already; a stream token is the gap after the room's last
+    /// event at or before that stream position.
+    pub fn topological_gap(&self, room_short: u64, token: Token) -> Result<(u64, u64)> {
         match token {
             Token::Topological { depth, stream } => Ok((depth, stream)),
             Token::Stream(position) => {
                 let last = self.timeline.room_events_desc(room_short, 0, position, 1)?.into_iter().next();
                 let Some((_, short)) = last else { return Ok((0, 0)) };
                 let event = self.timeline.get(short)?.ok_or_else(|| Error::internal("indexed event is missing"))?;
-                Ok(if backwards { (event.depth, event.stream + 1) } else { (event.depth, event.stream) })
+                Ok((event.depth, event.stream + 1))
             }
         }
     }
@@ -82,7 +87,11 @@ impl Rooms {
     /// Forgets a room the user has left: it disappears from their sync and room lists.
     pub async fn forget(&self, room_id: &RoomId, user: &ruma::UserId) -> Result<()> {
         match self.membership.membership(room_id.as_str(), user.as_str())?.as_deref() {
-            Some("join" | "invite" | "knock") => Err(Error::forbidden("Leave the room before forgetting it")),
+            Some("join" | "invite" | "knock") => Err(Error::matrix(
+                http::StatusCode::BAD_REQUEST,
+                ruma::api::error::ErrorKind::Unknown,
+                "The user has not left the room",
+            )),
             None => Err(Error::not_found("You have never been in this room")),
             Some(_) => {
                 let mut batch = myelin_storage::Batch::new();
@@ -118,17 +127,18 @@ impl Rooms {
         if membership.is_none() && self.history_visibility(record.current_state_group)? != "world_readable" {
             return Err(Error::forbidden("You are not a member of this room"));
         }
+        let viewer = self.viewer(room_id, user)?;
         let mut best: Option<(String, u64)> = None;
         let mut cursor = (0, 0);
         loop {
             let page = self.timeline.room_topological(record.short, cursor, myelin_storage::Direction::Forward, 500)?;
             let done = page.len() < 500;
             for (position, short) in page {
-                cursor = position;
+                cursor = super::timeline::gap_after(position, myelin_storage::Direction::Forward);
                 let Some(event) = self.timeline.get(short)? else { continue };
                 let event_ts = event.origin_server_ts();
                 let fits = if forward { event_ts >= ts } else { event_ts <= ts };
-                if !fits || !self.can_see_event(user, &event, membership.as_deref())? {
+                if !fits || !self.can_see_event(&viewer, &event)? {
                     continue;
                 }
                 let better = match &best {

@@ -1,14 +1,27 @@
 //! History visibility: may this user see this event?
 //!
-//! Decided from the room state at the event (its history visibility and the user's membership
-//! then) and the user's membership now, per the spec's rules for `world_readable`, `shared`,
-//! `invited` and `joined`.
+//! The spec's algorithm, evaluated with the room state at the event:
+//! 1. `world_readable` → yes;
+//! 2. the user's membership then was `join` → yes;
+//! 3. `shared`, and the user joined at any point after the event → yes;
+//! 4. `invited`, and the user's membership then was `invite` → yes;
+//! 5. otherwise no.
+//!
+//! For the user's own membership events, membership before *or* after the event counts; for
+//! `m.room.history_visibility` events, visibility before *or* after counts.
 
-use ruma::UserId;
+use ruma::{RoomId, UserId};
 use serde_json::Value;
 
 use super::{Rooms, StoredEvent};
 use crate::error::Result;
+
+/// What visibility checks need to know about one user in one room, computed once per request.
+pub struct Viewer<'a> {
+    pub user: &'a UserId,
+    /// Stream positions of the user's joins to the room, newest first.
+    join_streams: Vec<u64>,
+}
 
 impl Rooms {
     pub fn history_visibility(&self, state_group: u64) -> Result<String> {
@@ -24,21 +37,47 @@ impl Rooms {
             .and_then(|event| event.content().get("membership").and_then(Value::as_str).map(str::to_owned)))
     }
 
-    /// `current_membership` is the user's membership in the room now (None if never a member).
-    pub fn can_see_event(&self, user: &UserId, event: &StoredEvent, current_membership: Option<&str>) -> Result<bool> {
-        let visibility = self.history_visibility(event.state_before)?;
-        if visibility == "world_readable" {
-            return Ok(true);
+    /// Walks the user's membership events in the room (each replaces the previous one) to
+    /// find every join.
+    pub fn viewer<'a>(&self, room_id: &RoomId, user: &'a UserId) -> Result<Viewer<'a>> {
+        let mut join_streams = Vec::new();
+        let mut next = self.membership.get(room_id.as_str(), user.as_str())?.map(|entry| entry.event_id);
+        let mut steps = 0;
+        while let Some(event_id) = next.take() {
+            let Some((_, event)) = self.event(&event_id)? else { break };
+            if event.content().get("membership").and_then(Value::as_str) == Some("join") {
+                join_streams.push(event.stream);
+            }
+            steps += 1;
+            // A bound against a corrupt chain; real chains are a few membership changes long.
+            if steps > 10_000 {
+                break;
+            }
+            next = event.replaces_state.clone();
         }
-        // A user's own membership change is judged by the state it creates, so people see
-        // their own join (and invite) events.
-        let own_membership_event = event.event_type() == "m.room.member" && event.state_key() == Some(user.as_str());
-        let group = if own_membership_event { event.state_after } else { event.state_before };
-        let membership_then = self.membership_in(group, user)?;
-        Ok(match membership_then.as_deref() {
-            Some("join") => true,
-            Some("invite") if visibility == "invited" || visibility == "shared" => true,
-            _ => visibility == "shared" && current_membership == Some("join"),
-        })
+        Ok(Viewer { user, join_streams })
+    }
+
+    pub fn can_see_event(&self, viewer: &Viewer<'_>, event: &StoredEvent) -> Result<bool> {
+        let user = viewer.user;
+        let mut visibilities = vec![self.history_visibility(event.state_before)?];
+        if event.event_type() == "m.room.history_visibility"
+            && let Some(after) = event.content().get("history_visibility").and_then(Value::as_str)
+        {
+            visibilities.push(after.to_owned());
+        }
+        let mut memberships = vec![self.membership_in(event.state_before, user)?];
+        if event.event_type() == "m.room.member" && event.state_key() == Some(user.as_str()) {
+            memberships.push(self.membership_in(event.state_after, user)?);
+        }
+        let joined_later = viewer.join_streams.iter().any(|stream| *stream > event.stream);
+        Ok(visibilities.iter().any(|visibility| {
+            memberships.iter().any(|membership| {
+                visibility == "world_readable"
+                    || membership.as_deref() == Some("join")
+                    || (visibility == "shared" && joined_later)
+                    || (visibility == "invited" && membership.as_deref() == Some("invite"))
+            })
+        }))
     }
 }
