@@ -113,7 +113,14 @@ pub async fn set_room_visibility_route(
 
 /// A page of the directory: listed rooms matching `search`, most members first. Tokens are
 /// offsets (`o<n>`), which is enough for a directory of this size.
-fn directory_page(services: &Services, search: Option<&str>, since: Option<&str>, limit: Option<UInt>) -> Result<(Vec<PublicRoomsChunk>, Option<String>, Option<String>, usize)> {
+struct DirectoryPage {
+    chunk: Vec<PublicRoomsChunk>,
+    next: Option<String>,
+    prev: Option<String>,
+    total: usize,
+}
+
+fn directory_page(services: &Services, search: Option<&str>, since: Option<&str>, limit: Option<UInt>) -> Result<DirectoryPage> {
     let offset = match since {
         None => 0,
         Some(token) => token
@@ -150,7 +157,7 @@ fn directory_page(services: &Services, search: Option<&str>, since: Option<&str>
         .collect::<Result<_>>()?;
     let next = (offset + page.len() < total).then(|| format!("o{}", offset + page.len()));
     let prev = (offset > 0).then(|| format!("o{}", offset.saturating_sub(limit)));
-    Ok((page, next, prev, total))
+    Ok(DirectoryPage { chunk: page, next, prev, total })
 }
 
 /// `GET /_matrix/client/v3/publicRooms`
@@ -159,11 +166,11 @@ pub async fn get_public_rooms_route(
     request: Ruma<get_public_rooms::v3::Request>,
 ) -> Result<RumaResponse<get_public_rooms::v3::Response>> {
     let body = &request.body;
-    let (chunk, next, prev, total) = directory_page(&services, None, body.since.as_deref(), body.limit)?;
-    let mut response = get_public_rooms::v3::Response::new(chunk);
-    response.next_batch = next;
-    response.prev_batch = prev;
-    response.total_room_count_estimate = UInt::new(total as u64);
+    let page = directory_page(&services, None, body.since.as_deref(), body.limit)?;
+    let mut response = get_public_rooms::v3::Response::new(page.chunk);
+    response.next_batch = page.next;
+    response.prev_batch = page.prev;
+    response.total_room_count_estimate = UInt::new(page.total as u64);
     Ok(RumaResponse(response))
 }
 
@@ -173,12 +180,11 @@ pub async fn get_public_rooms_filtered_route(
     request: Ruma<get_public_rooms_filtered::v3::Request>,
 ) -> Result<RumaResponse<get_public_rooms_filtered::v3::Response>> {
     let body = &request.body;
-    let (chunk, next, prev, total) =
-        directory_page(&services, body.filter.generic_search_term.as_deref(), body.since.as_deref(), body.limit)?;
+    let page = directory_page(&services, body.filter.generic_search_term.as_deref(), body.since.as_deref(), body.limit)?;
     let mut response = get_public_rooms_filtered::v3::Response::new();
-    response.chunk = chunk;
-    response.next_batch = next;
-    response.prev_batch = prev;
-    response.total_room_count_estimate = UInt::new(total as u64);
+    response.chunk = page.chunk;
+    response.next_batch = page.next;
+    response.prev_batch = page.prev;
+    response.total_room_count_estimate = UInt::new(page.total as u64);
     Ok(RumaResponse(response))
 }

@@ -91,6 +91,17 @@ pub struct Transaction {
     pub txn_id: String,
 }
 
+/// One event to append: where, on what, by whom, and with which parents (the forward
+/// extremities unless given).
+struct Append<'a> {
+    room_id: Option<OwnedRoomId>,
+    record: Option<RoomRecord>,
+    sender: &'a UserId,
+    draft: EventDraft,
+    transaction: Option<Transaction>,
+    parents: Option<Vec<OwnedEventId>>,
+}
+
 #[derive(Clone)]
 pub struct Rooms {
     db: Database,
@@ -199,7 +210,7 @@ impl Rooms {
         let record = self.room(room_id)?;
         let version = self.room_version(&record)?;
         let (_, event_id) =
-            self.append_locked(Some(room_id.to_owned()), &version, Some(record), sender, draft, transaction, None).await?;
+            self.append_locked(&version, Append { room_id: Some(room_id.to_owned()), record: Some(record), sender, draft, transaction, parents: None }).await?;
         Ok(event_id)
     }
 
@@ -219,7 +230,7 @@ impl Rooms {
         let record = self.room(room_id)?;
         let version = self.room_version(&record)?;
         let (_, event_id) =
-            self.append_locked(Some(room_id.to_owned()), &version, Some(record), sender, draft, None, Some(prev_events)).await?;
+            self.append_locked(&version, Append { room_id: Some(room_id.to_owned()), record: Some(record), sender, draft, transaction: None, parents: Some(prev_events) }).await?;
         Ok(event_id)
     }
 
@@ -239,30 +250,22 @@ impl Rooms {
             Some(RoomId::parse(format!("!{localpart}:{}", self.server_name)).map_err(|e| Error::internal(e.to_string()))?)
         };
         let create = EventDraft::state("m.room.create", "", create_content);
-        let (room_id, _) = self.append_locked(room_id, version, None, creator, create, None, None).await?;
+        let (room_id, _) = self.append_locked(version, Append { room_id, record: None, sender: creator, draft: create, transaction: None, parents: None }).await?;
         // Nobody else knows the room yet, but invites at the end make it visible: hold the lock
         // while the initial events land so nothing interleaves with them.
         let lock = self.room_lock(room_id.as_str());
         let _guard = lock.lock().await;
         for draft in following {
             let record = self.room(&room_id)?;
-            self.append_locked(Some(room_id.clone()), version, Some(record), creator, draft, None, None).await?;
+            self.append_locked(version, Append { room_id: Some(room_id.clone()), record: Some(record), sender: creator, draft, transaction: None, parents: None }).await?;
         }
         Ok(room_id)
     }
 
     /// Builds, authorises, persists and announces one event. The caller holds the room lock
     /// (or is creating the room, which nobody else can name yet).
-    async fn append_locked(
-        &self,
-        room_id: Option<OwnedRoomId>,
-        version: &RoomVersionId,
-        record: Option<RoomRecord>,
-        sender: &UserId,
-        draft: EventDraft,
-        transaction: Option<Transaction>,
-        parents: Option<Vec<OwnedEventId>>,
-    ) -> Result<(OwnedRoomId, OwnedEventId)> {
+    async fn append_locked(&self, version: &RoomVersionId, append: Append<'_>) -> Result<(OwnedRoomId, OwnedEventId)> {
+        let Append { room_id, record, sender, draft, transaction, parents } = append;
         let mut batch = Batch::new();
         // The parents are the forward extremities (whose resolved state is the room's current
         // state) unless the caller names others, whose state must then be resolved here.

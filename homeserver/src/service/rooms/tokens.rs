@@ -102,21 +102,6 @@ impl Rooms {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::Token;
-
-    #[test]
-    fn tokens_round_trip_and_garbage_is_invalid() {
-        for token in [Token::Stream(42), Token::Topological { depth: 7, stream: 9 }] {
-            assert_eq!(Token::parse(&token.to_string()).unwrap(), token);
-        }
-        for bad in ["", "x1", "s", "t5", "t_1", "s-1", "t1_x"] {
-            assert_eq!(Token::parse(bad).unwrap_err().errcode(), "M_INVALID_PARAM", "{bad}");
-        }
-    }
-}
-
 impl Rooms {
     /// The visible event closest to `ts`: the first at or after it (forward) or the last at or
     /// before it (backward). Scans the room in topological order; fine for rooms of ordinary
@@ -154,5 +139,20 @@ impl Rooms {
             }
         }
         best.ok_or_else(|| Error::not_found("No event found near that time"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Token;
+
+    #[test]
+    fn tokens_round_trip_and_garbage_is_invalid() {
+        for token in [Token::Stream(42), Token::Topological { depth: 7, stream: 9 }] {
+            assert_eq!(Token::parse(&token.to_string()).unwrap(), token);
+        }
+        for bad in ["", "x1", "s", "t5", "t_1", "s-1", "t1_x"] {
+            assert_eq!(Token::parse(bad).unwrap_err().errcode(), "M_INVALID_PARAM", "{bad}");
+        }
     }
 }
