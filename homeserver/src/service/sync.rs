@@ -195,10 +195,11 @@ fn joined_room(
     };
     let visibility = rooms.viewer(room_id, request.user)?;
     let viewer = Some((request.user, request.device));
+    let fields = request.filter.event_fields.as_deref();
     let mut timeline = Vec::new();
     for event in &timeline_events {
         if event_matches(timeline_filter, event) && rooms.can_see_event(&visibility, event)? {
-            timeline.push(without_room_id(rooms.client_event(event, viewer)?));
+            timeline.push(restrict_fields(without_room_id(rooms.client_event(event, viewer)?), fields));
         }
     }
     let lazy = !request.filter.room.state.lazy_load_options.is_disabled();
@@ -220,7 +221,7 @@ fn joined_room(
             sent_members.insert(member);
         }
         if event_matches(&request.filter.room.state, &event) {
-            state.push(without_room_id(rooms.client_event(&event, None)?));
+            state.push(restrict_fields(without_room_id(rooms.client_event(&event, None)?), fields));
         }
     }
     if lazy {
@@ -229,7 +230,7 @@ fn joined_room(
                 continue;
             }
             if let Some(event) = rooms.state_event(start_group, "m.room.member", &member)? {
-                state.push(without_room_id(rooms.client_event(&event, None)?));
+                state.push(restrict_fields(without_room_id(rooms.client_event(&event, None)?), fields));
             }
         }
     }
@@ -306,6 +307,67 @@ fn summary(services: &Services, room_id: &RoomId, user: &UserId) -> Result<Value
     Ok(json!({ "m.heroes": heroes, "m.joined_member_count": joined, "m.invited_member_count": invited }))
 }
 
+/// Splits an `event_fields` entry into its path, honouring `\.` for a literal dot.
+fn field_path(field: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut chars = field.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'.') => {
+                chars.next();
+                if let Some(last) = parts.last_mut() {
+                    last.push('.');
+                }
+            }
+            '.' => parts.push(String::new()),
+            other => {
+                if let Some(last) = parts.last_mut() {
+                    last.push(other);
+                }
+            }
+        }
+    }
+    parts
+}
+
+/// Keeps only the fields a filter's `event_fields` names (all of them when it names none).
+pub fn restrict_fields(event: Value, fields: Option<&[String]>) -> Value {
+    let Some(fields) = fields else { return event };
+    let mut out = Value::Object(Map::new());
+    for field in fields {
+        let path = field_path(field);
+        let mut source = &event;
+        let mut found = true;
+        for part in &path {
+            match source.get(part) {
+                Some(next) => source = next,
+                None => {
+                    found = false;
+                    break;
+                }
+            }
+        }
+        if !found {
+            continue;
+        }
+        insert_path(&mut out, &path, source.clone());
+    }
+    out
+}
+
+fn insert_path(target: &mut Value, path: &[String], value: Value) {
+    let Some(object) = target.as_object_mut() else { return };
+    match path {
+        [] => {}
+        [last] => {
+            object.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            insert_path(object.entry(first.clone()).or_insert_with(|| Value::Object(Map::new())), rest, value);
+        }
+    }
+}
+
 /// Sync omits `room_id` from events: the room is the key they sit under.
 fn without_room_id(mut event: Value) -> Value {
     if let Some(object) = event.as_object_mut() {
@@ -314,3 +376,21 @@ fn without_room_id(mut event: Value) -> Value {
     event
 }
 
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::restrict_fields;
+
+    #[test]
+    fn event_fields_keep_only_the_named_paths() {
+        let event = json!({"type": "m.room.message", "sender": "@a:x", "content": {"body": "hi", "msgtype": "m.text", "m.dotted": 1}});
+        let fields = vec!["type".to_owned(), "content.body".to_owned(), "content.m\\.dotted".to_owned(), "missing.path".to_owned()];
+        assert_eq!(
+            restrict_fields(event.clone(), Some(&fields)),
+            json!({"type": "m.room.message", "content": {"body": "hi", "m.dotted": 1}})
+        );
+        assert_eq!(restrict_fields(event.clone(), None), event);
+    }
+}
