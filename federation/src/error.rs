@@ -21,6 +21,11 @@ pub enum Error {
     /// of type `m.room.name`").
     #[error("{0}")]
     Auth(String),
+    /// A federation request's X-Matrix authorization is missing, malformed, for another
+    /// destination, or its signature does not verify. The homeserver answers
+    /// `401 M_UNAUTHORIZED` with this text.
+    #[error("{0}")]
+    Unauthorized(String),
     /// State resolution could not run (missing events, malformed state events).
     #[error("state resolution failed: {0}")]
     StateResolution(String),

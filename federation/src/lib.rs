@@ -10,8 +10,12 @@
 //! * [`pdu`]: building, identifying, verifying, redacting and client-formatting room events.
 //! * [`auth`]: auth event selection and the authorization rules.
 //! * [`state_res`]: state resolution (v2 through ruma, v1 here) and auth chains.
+//! * [`xmatrix`]: signing and verifying the `X-Matrix` authorization of federation requests.
+//! * [`discovery`]: the decisions of server name resolution (`.well-known`, SRV, port 8448),
+//!   the `.well-known` cache lifetime, and which IP addresses outbound requests must avoid.
 
 pub mod auth;
+pub mod discovery;
 mod error;
 pub mod keys;
 pub mod pdu;
@@ -19,6 +23,7 @@ pub mod room_version;
 pub mod state_res;
 #[cfg(test)]
 mod testing;
+pub mod xmatrix;
 
 pub use error::{Error, Result};
 pub use keys::{ServerKeyResponse, ServerSigningKey};
