@@ -2,7 +2,7 @@
 # Starts a throw-away Myelin server and runs the myelin-bench scenarios
 # `send` then `fanout` against it.
 #
-#   complement-tests/bench/run-myelin.sh [--smoke] [--out DIR] [--bin PATH] [MYELIN_BIN]
+#   complement-tests/bench/run-myelin.sh [--smoke] [--no-pin] [--out DIR] [--bin PATH] [MYELIN_BIN]
 #
 # Server binary: --bin, the positional argument, $MYELIN_BIN, or
 # /tmp/release-target/release/myelin (in that order).
@@ -14,9 +14,11 @@
 # The server gets a free loopback port, a temporary database, a random
 # registration shared secret, rate limits off, cheap Argon2 and log level
 # warn. With taskset and at least two CPUs, the server is pinned to core 0
-# and the bench to core 1. The JSON results, the server log and the server's
-# memory figures (VmRSS/VmHWM at start, after `send`, after `fanout`) are
-# kept in --out (default: a new /tmp/myelin-bench-results.* directory).
+# and the bench to core 1 (--no-pin: no pinning). The bench reports the CPU
+# time of both during each timed phase. The JSON results, the server log and
+# the server's VmRSS/VmHWM/Threads (at start, after `send`, after `fanout`,
+# in server-memory.txt) are kept in --out (default: a new
+# /tmp/myelin-bench-results.* directory).
 # Exit status: non-zero when the server failed to start, a scenario failed,
 # or the server misbehaved.
 set -euo pipefail
@@ -25,14 +27,16 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 
 smoke=()
+pin=1
 out=""
 bin="${MYELIN_BIN:-}"
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --smoke) smoke=(--smoke); shift ;;
+        --no-pin) pin=0; shift ;;
         --out) out="$2"; shift 2 ;;
         --bin) bin="$2"; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "run-myelin.sh: unknown option $1" >&2; exit 64 ;;
         *) bin="$1"; shift ;;
     esac
@@ -92,7 +96,9 @@ secret="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 
 server_pin=()
 bench_pin=()
-if command -v taskset >/dev/null && [[ "$(nproc)" -ge 2 ]]; then
+if [[ $pin == 0 ]]; then
+    pinning="no CPU pinning (--no-pin)"
+elif command -v taskset >/dev/null && [[ "$(nproc)" -ge 2 ]]; then
     server_pin=(taskset -c 0)
     bench_pin=(taskset -c 1)
     pinning="server on core 0, bench on core 1"
@@ -131,7 +137,7 @@ done
 curl -fsS -o /dev/null "$url/health" || { echo "run-myelin.sh: /health did not answer within 30 s" >&2; exit 1; }
 
 memory() {
-    awk -v label="$1" '/^(VmRSS|VmHWM):/ { printf "%s %s %s %s\n", label, $1, $2, $3 }' \
+    awk -v label="$1" '/^(VmRSS|VmHWM|Threads):/ { printf "%s %s %s %s\n", label, $1, $2, $3 }' \
         "/proc/$server_pid/status" | tee -a "$out/server-memory.txt"
 }
 
@@ -143,11 +149,11 @@ memory start
 status=0
 echo
 "${bench_pin[@]}" "$bench" --url "$url" --shared-secret "$secret" send "${smoke[@]}" \
-    --json "$out/send.json" || status=$?
+    --server-pid "$server_pid" --json "$out/send.json" || status=$?
 memory after-send
 echo
 "${bench_pin[@]}" "$bench" --url "$url" --shared-secret "$secret" fanout "${smoke[@]}" \
-    --json "$out/fanout.json" || status=$?
+    --server-pid "$server_pid" --json "$out/fanout.json" || status=$?
 memory after-fanout
 
 if ! kill -0 "$server_pid" 2>/dev/null; then

@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
+use super::cpu::{CpuProbe, CpuUsage};
 use super::http::{Api, Failed, Failure, FailureLog, check_json};
 use super::send::send_message;
 use super::setup::{self, Registration, User};
@@ -93,6 +94,8 @@ pub struct FanoutReport {
     pub send_phase: Duration,
     /// Last send completed → last delivery (when everything arrived).
     pub drain: Option<Duration>,
+    /// CPU used from the first send until every receiver stopped.
+    pub cpu: CpuUsage,
 }
 
 fn filter(limit: usize) -> String {
@@ -104,6 +107,7 @@ pub async fn run(
     api: &Api,
     registration: &Registration,
     params: FanoutParams,
+    server_pid: Option<u32>,
 ) -> anyhow::Result<FanoutReport> {
     let run = setup::run_id();
     let mut warnings = Vec::new();
@@ -177,6 +181,7 @@ pub async fn run(
     }
     tokio::time::sleep(params.settle).await;
 
+    let probe = CpuProbe::start(server_pid);
     let sent = send_all(api, &sender, &room_id, &run, &params, epoch).await;
     let sends_done = Instant::now();
 
@@ -199,6 +204,7 @@ pub async fn run(
         }
     }
     drop(stop_tx);
+    let cpu = probe.finish();
 
     // ---- figures -----------------------------------------------------------
     let mut report = FanoutReport {
@@ -219,6 +225,7 @@ pub async fn run(
         warnings,
         send_phase: sends_done.duration_since(sent.first_start.unwrap_or(sends_done)),
         drain: None,
+        cpu,
     };
     let mut last_completion: Option<Instant> = None;
     for (i, outcome) in outcomes.into_iter().enumerate() {
@@ -498,6 +505,7 @@ impl FanoutReport {
             "send_failures": self.send_failures.to_json(),
             "sync_failures": self.sync_failures.to_json(),
             "warnings": self.warnings,
+            "cpu": self.cpu.to_json(),
             "healthy": self.healthy(),
         })
     }
@@ -534,6 +542,7 @@ impl FanoutReport {
             ("send", self.send.summary()),
             ("sender lag", self.sender_lag.summary()),
         ]));
+        out.push_str(&self.cpu.render());
         if self.missing_count() > 0 {
             out.push_str(&format!(
                 "  !! MISSING {} of {} deliveries ({} receivers incomplete):\n",

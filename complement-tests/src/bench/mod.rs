@@ -6,11 +6,13 @@
 //! * [`send`]: scenario S2, sequential message sends.
 //! * [`fanout`]: scenario S4-lite, send-to-sync delivery latency to many
 //!   long-polling receivers.
-//! * [`stats`]: HDR latency histograms; [`text`]: generated message bodies.
+//! * [`stats`]: HDR latency histograms; [`text`]: generated message bodies;
+//!   [`cpu`]: CPU time of the server and the bench during a timed phase.
 //!
 //! The binary is `src/bin/myelin-bench.rs`; `bench/run-myelin.sh` starts a
 //! server and runs both scenarios against it.
 
+pub mod cpu;
 pub mod fanout;
 pub mod http;
 pub mod send;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use super::cpu::{CpuProbe, CpuUsage};
 use super::http::{Api, Failed, Failure, FailureLog, check_json, encode_segment};
 use super::setup::{self, Registration, User};
 use super::stats::{Latencies, latency_table};
@@ -32,6 +33,8 @@ pub struct SendReport {
     pub warmup_failures: FailureLog,
     /// Wall time of the recorded phase.
     pub elapsed: Duration,
+    /// CPU used during the recorded phase.
+    pub cpu: CpuUsage,
 }
 
 /// `PUT /_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}` with
@@ -81,6 +84,7 @@ pub async fn run(
     api: &Api,
     registration: &Registration,
     params: SendParams,
+    server_pid: Option<u32>,
 ) -> anyhow::Result<SendReport> {
     let run = setup::run_id();
     let users = setup::register_many(api, registration, &format!("bench-{run}-send"), 1, 1).await?;
@@ -100,6 +104,7 @@ pub async fn run(
 
     let mut latencies = Latencies::new();
     let mut failures = FailureLog::default();
+    let probe = CpuProbe::start(server_pid);
     let started = Instant::now();
     for i in 0..params.messages {
         let content = json!({"msgtype": "m.text", "body": lines.next_line()});
@@ -109,6 +114,7 @@ pub async fn run(
         }
     }
     let elapsed = started.elapsed();
+    let cpu = probe.finish();
 
     Ok(SendReport {
         params,
@@ -117,6 +123,7 @@ pub async fn run(
         failures,
         warmup_failures,
         elapsed,
+        cpu,
     })
 }
 
@@ -141,6 +148,7 @@ impl SendReport {
             "latency": self.latencies.summary().to_json(),
             "failures": self.failures.to_json(),
             "warmup_failures": self.warmup_failures.to_json(),
+            "cpu": self.cpu.to_json(),
             "healthy": self.healthy(),
         })
     }
@@ -157,6 +165,7 @@ impl SendReport {
             self.throughput(),
         );
         out.push_str(&latency_table(&[("send", self.latencies.summary())]));
+        out.push_str(&self.cpu.render());
         out.push_str(&self.warmup_failures.render("warm-up send"));
         out.push_str(&self.failures.render("send"));
         out

@@ -8,8 +8,9 @@
 //!
 //! Setup (accounts, rooms, joins, initial syncs) is never timed. Results go
 //! to stdout as a table and, with `--json`, to a file. Exit status: 0 when
-//! the run was clean, 2 when the server misbehaved (failed requests, missing
-//! or duplicate deliveries), 1 when the benchmark could not run.
+//! the run was clean, 3 when the server misbehaved (failed requests, missing
+//! or duplicate deliveries), 1 when the benchmark could not run, 2 for a
+//! command-line error.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +51,11 @@ struct Cli {
     /// Also write every figure and the parameters to this JSON file.
     #[arg(long, global = true, value_name = "FILE")]
     json: Option<PathBuf>,
+
+    /// PID of the server, to report its CPU time during the timed phase
+    /// (read from /proc; Linux only).
+    #[arg(long, global = true, value_name = "PID")]
+    server_pid: Option<u32>,
 
     /// Tiny sizes for CI (send: N=50; fanout: C=5, M=10); explicit sizes win.
     #[arg(long, global = true)]
@@ -111,7 +117,7 @@ async fn main() -> ExitCode {
             eprintln!(
                 "myelin-bench: the server misbehaved during the run (see the !! lines above)"
             );
-            ExitCode::from(2)
+            ExitCode::from(3)
         }
         Err(error) => {
             eprintln!("myelin-bench: {error:#}");
@@ -141,7 +147,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             };
             let api = Api::new(&url, 16)?;
             println!("myelin-bench send against {url}");
-            let report = send::run(&api, &registration, params).await?;
+            let report = send::run(&api, &registration, params, cli.server_pid).await?;
             print!("{}", report.render());
             (report.healthy(), report.to_json())
         }
@@ -163,7 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             // Every receiver holds a long-poll open at once, plus the sender.
             let api = Api::new(&url, params.clients + 16)?;
             println!("myelin-bench fanout against {url}");
-            let report = fanout::run(&api, &registration, params).await?;
+            let report = fanout::run(&api, &registration, params, cli.server_pid).await?;
             print!("{}", report.render());
             (report.healthy(), report.to_json())
         }
