@@ -362,3 +362,34 @@ async fn forked_branches_merge_by_state_resolution() {
         assert_eq!(status, StatusCode::FORBIDDEN, "v{version}");
     }
 }
+
+#[tokio::test]
+async fn concurrent_sends_never_fork_the_graph() {
+    let app = std::sync::Arc::new(TestApp::new());
+    let token = app.register_token("uma").await;
+    let room = create_room(&app, &token, json!({})).await;
+    let mut sends = Vec::new();
+    for i in 0..32 {
+        let (app, token, room) = (app.clone(), token.clone(), room.clone());
+        sends.push(tokio::spawn(async move { send_text(&app, &token, &room, &format!("c{i}"), &format!("concurrent {i}")).await }));
+    }
+    for send in sends {
+        let (status, body) = send.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let room_id = ruma::RoomId::parse(&room).unwrap();
+    let record = app.services.rooms.room(&room_id).unwrap();
+    assert_eq!(record.forward_extremities.len(), 1, "concurrent sends forked the graph");
+    // every message event has exactly one parent, and the chain is linear: depths are unique
+    let page = app.call(Method::GET, &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=100"), Some(&token), None).await;
+    let chunk = page.body["chunk"].as_array().unwrap();
+    let mut depths = std::collections::HashSet::new();
+    for event in chunk {
+        let (_, stored) = app.services.rooms.event(event["event_id"].as_str().unwrap()).unwrap().unwrap();
+        if event["type"] != "m.room.create" {
+            assert_eq!(stored.pdu["prev_events"].as_array().unwrap().len(), 1);
+        }
+        assert!(depths.insert(stored.depth), "two events share depth {}", stored.depth);
+    }
+    assert_eq!(chunk.iter().filter(|e| e["type"] == "m.room.message").count(), 32);
+}
