@@ -38,6 +38,7 @@ pub use serde_json::{Value, json};
 use tempfile::TempDir;
 
 pub mod bench;
+pub mod synapse;
 
 /// How long a server may take to answer `/health` after being spawned.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);

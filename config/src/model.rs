@@ -232,6 +232,56 @@ config_section! {
         /// Whether federation with other servers is enabled.
         /// Default: true.
         pub enabled: bool = true,
+
+        /// Address of the separate federation listener, which serves the same
+        /// endpoints over TLS, as IP:port (e.g. "0.0.0.0:8448"); hostnames are
+        /// not resolved and port 0 picks a free port. It needs
+        /// `tls_certificate` and `tls_private_key`, or
+        /// `generate_self_signed_certificate = true`. Like `listen`, a
+        /// non-loopback address with `registration = "open"` requires
+        /// `allow_open_registration_on_public_listener = true`. Ignored when
+        /// `enabled = false`.
+        /// Default: unset (no separate federation listener).
+        pub listen: Option<String> = None; example = "\"127.0.0.1:8448\"",
+
+        /// PEM file with the federation listener's certificate chain (leaf
+        /// certificate first). Set together with `tls_private_key`.
+        /// Default: unset.
+        pub tls_certificate: Option<PathBuf> = None; example = "\"/etc/myelin/tls/fullchain.pem\"",
+
+        /// PEM file with the private key of `tls_certificate` (PKCS#8, PKCS#1
+        /// or SEC1). Set together with `tls_certificate`.
+        /// Default: unset.
+        pub tls_private_key: Option<PathBuf> = None; example = "\"/etc/myelin/tls/privkey.pem\"",
+
+        /// When `listen` is set but `tls_certificate`/`tls_private_key` are
+        /// not, generate a self-signed certificate for the server name (plus
+        /// "localhost" and "127.0.0.1") at start. It is stored under
+        /// "<database_path>/tls/" and reused on restart. Other servers will
+        /// not trust it: for local testing only.
+        /// Default: false.
+        pub generate_self_signed_certificate: bool = false,
+
+        /// Whether the TLS certificates of other servers are verified on
+        /// outbound federation requests. Switch off only for tests.
+        /// Default: true.
+        pub verify_tls: bool = true,
+
+        /// Whether outbound federation requests may reach loopback, private
+        /// and link-local addresses (127.0.0.0/8, 10.0.0.0/8, 192.168.0.0/16,
+        /// fe80::/10, ...). Needed for tests on one machine.
+        /// Default: false.
+        pub allow_private_addresses: bool = false,
+
+        /// Placeholder for the federation ACL, not enforced yet: server names
+        /// that will be allowed to federate with this server.
+        /// Default: [] (none listed).
+        pub allowed_servers: Vec<String> = Vec::new(),
+
+        /// Placeholder for the federation ACL, not enforced yet: server names
+        /// that will be refused federation with this server.
+        /// Default: [] (none listed).
+        pub denied_servers: Vec<String> = Vec::new(),
     }
 }
 

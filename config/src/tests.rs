@@ -82,6 +82,14 @@ fn defaults_are_as_documented() {
     assert_eq!(c.well_known.client, None);
     assert_eq!(c.well_known.server, None);
     assert!(c.federation.enabled);
+    assert_eq!(c.federation.listen, None);
+    assert_eq!(c.federation.tls_certificate, None);
+    assert_eq!(c.federation.tls_private_key, None);
+    assert!(!c.federation.generate_self_signed_certificate);
+    assert!(c.federation.verify_tls);
+    assert!(!c.federation.allow_private_addresses);
+    assert!(c.federation.allowed_servers.is_empty());
+    assert!(c.federation.denied_servers.is_empty());
 
     assert_eq!(
         c.listen_addr(),
@@ -575,6 +583,151 @@ fn unused_tokens_are_warned() {
     );
 }
 
+// ---------------------------------------------------------------- federation
+
+#[test]
+fn federation_keys_load_from_file_and_env() {
+    let file = toml_file(
+        r#"
+        [federation]
+        listen = "127.0.0.1:8448"
+        tls_certificate = "/tls/cert.pem"
+        tls_private_key = "/tls/key.pem"
+        verify_tls = false
+        allow_private_addresses = true
+        allowed_servers = ["a.example"]
+        "#,
+    );
+    let loaded = load_ok(
+        Some(&file),
+        &[("MYELIN_FEDERATION__DENIED_SERVERS", "b.example,c.example")],
+    );
+    let f = &loaded.config.federation;
+    assert_eq!(f.listen.as_deref(), Some("127.0.0.1:8448"));
+    assert_eq!(f.tls_certificate, Some(PathBuf::from("/tls/cert.pem")));
+    assert_eq!(f.tls_private_key, Some(PathBuf::from("/tls/key.pem")));
+    assert!(!f.verify_tls);
+    assert!(f.allow_private_addresses);
+    assert_eq!(f.allowed_servers, ["a.example"]);
+    assert_eq!(f.denied_servers, ["b.example", "c.example"]);
+    assert!(
+        loaded.warnings.iter().any(|w| w.contains("federation.verify_tls")),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+#[test]
+fn bad_federation_listen_names_the_key() {
+    let error = load_err(
+        None,
+        &[
+            ("MYELIN_FEDERATION__LISTEN", "matrix.example.org:8448"),
+            ("MYELIN_FEDERATION__GENERATE_SELF_SIGNED_CERTIFICATE", "true"),
+        ],
+    );
+    assert_invalid(
+        &error,
+        "federation.listen",
+        &["is not host:port", "MYELIN_FEDERATION__LISTEN"],
+    );
+}
+
+#[test]
+fn federation_certificate_and_key_go_together() {
+    let mut c = Config::default();
+    c.federation.tls_certificate = Some(PathBuf::from("/tls/cert.pem"));
+    assert_invalid(
+        &c.validate().unwrap_err(),
+        "federation.tls_private_key",
+        &["federation.tls_certificate", "both or neither"],
+    );
+    c.federation.tls_certificate = None;
+    c.federation.tls_private_key = Some(PathBuf::from("/tls/key.pem"));
+    assert_invalid(
+        &c.validate().unwrap_err(),
+        "federation.tls_certificate",
+        &["federation.tls_private_key", "both or neither"],
+    );
+    c.federation.tls_certificate = Some(PathBuf::new());
+    assert_invalid(&c.validate().unwrap_err(), "federation.tls_certificate", &["empty"]);
+    c.federation.tls_certificate = Some(PathBuf::from("/tls/cert.pem"));
+    c.validate().unwrap();
+}
+
+#[test]
+fn federation_listen_needs_tls_material() {
+    let mut c = Config::default();
+    c.federation.listen = Some("127.0.0.1:8448".to_owned());
+    assert_invalid(
+        &c.validate().unwrap_err(),
+        "federation.listen",
+        &[
+            "federation.tls_certificate",
+            "federation.tls_private_key",
+            "federation.generate_self_signed_certificate",
+        ],
+    );
+
+    c.federation.generate_self_signed_certificate = true;
+    c.validate().unwrap();
+
+    c.federation.generate_self_signed_certificate = false;
+    c.federation.tls_certificate = Some(PathBuf::from("/tls/cert.pem"));
+    c.federation.tls_private_key = Some(PathBuf::from("/tls/key.pem"));
+    c.validate().unwrap();
+
+    // With federation disabled the listener is not started; it needs nothing.
+    let mut c = Config::default();
+    c.federation.enabled = false;
+    c.federation.listen = Some("127.0.0.1:8448".to_owned());
+    c.validate().unwrap();
+}
+
+#[test]
+fn self_signed_generation_is_ignored_with_certificate_files() {
+    let loaded = load_ok(
+        None,
+        &[
+            ("MYELIN_FEDERATION__LISTEN", "127.0.0.1:8448"),
+            ("MYELIN_FEDERATION__TLS_CERTIFICATE", "/tls/cert.pem"),
+            ("MYELIN_FEDERATION__TLS_PRIVATE_KEY", "/tls/key.pem"),
+            ("MYELIN_FEDERATION__GENERATE_SELF_SIGNED_CERTIFICATE", "true"),
+        ],
+    );
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("generate_self_signed_certificate is ignored")),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+#[test]
+fn open_registration_on_public_federation_listener_needs_opt_in() {
+    let mut c = Config::default();
+    c.federation.listen = Some("0.0.0.0:8448".to_owned());
+    c.federation.generate_self_signed_certificate = true;
+    assert_invalid(
+        &c.validate().unwrap_err(),
+        "registration",
+        &["federation.listen", "0.0.0.0:8448", "allow_open_registration_on_public_listener"],
+    );
+    c.registration = RegistrationMode::Closed;
+    c.validate().unwrap();
+    c.registration = RegistrationMode::Open;
+    c.allow_open_registration_on_public_listener = true;
+    c.validate().unwrap();
+    c.allow_open_registration_on_public_listener = false;
+    c.federation.enabled = false;
+    c.validate().unwrap();
+    c.federation.enabled = true;
+    c.federation.listen = Some("[::1]:8448".to_owned());
+    c.validate().unwrap();
+}
+
 // ---------------------------------------------------------------- values and derived URLs
 
 #[test]
@@ -736,6 +889,9 @@ fn example_values_of_unset_keys_are_valid() {
     assert!(c.sessions.nonrefreshable_access_token_lifetime_ms.is_some());
     assert!(c.well_known.client.is_some());
     assert!(c.well_known.server.is_some());
+    assert!(c.federation.listen.is_some());
+    assert!(c.federation.tls_certificate.is_some());
+    assert!(c.federation.tls_private_key.is_some());
 }
 
 #[test]

@@ -3,7 +3,12 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::error::ConfigError;
-use crate::model::{Config, RateLimit, RegistrationMode, split_server_name};
+use crate::model::{Config, RateLimit, RegistrationMode, is_loopback, split_server_name};
+
+/// Why `federation.listen` cannot be served without TLS material.
+const MISSING_FEDERATION_TLS: &str = "the federation listener serves TLS and needs a \
+    certificate: set federation.tls_certificate and federation.tls_private_key, or set \
+    federation.generate_self_signed_certificate = true (local testing only)";
 
 /// Room versions the server can create rooms in.
 const SUPPORTED_ROOM_VERSIONS: &[&str] = &["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"];
@@ -119,22 +124,77 @@ impl Config {
             check("well_known.server", check_server_name(server));
         }
 
+        self.check_federation(&mut check);
+
         ConfigError::combine(errors)
+    }
+
+    /// `[federation]`: listener address and its TLS material.
+    fn check_federation(&self, check: &mut impl FnMut(&str, Result<(), String>)) {
+        let federation = &self.federation;
+        if let Some(listen) = &federation.listen {
+            check("federation.listen", check_listen(listen));
+        }
+        for (key, path) in [
+            ("federation.tls_certificate", &federation.tls_certificate),
+            ("federation.tls_private_key", &federation.tls_private_key),
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                check(key, Err("must not be empty (leave the key unset instead)".to_owned()));
+            }
+        }
+        match (&federation.tls_certificate, &federation.tls_private_key) {
+            (Some(_), None) => check(
+                "federation.tls_private_key",
+                Err("must be set together with federation.tls_certificate (set both or neither)"
+                    .to_owned()),
+            ),
+            (None, Some(_)) => check(
+                "federation.tls_certificate",
+                Err("must be set together with federation.tls_private_key (set both or neither)"
+                    .to_owned()),
+            ),
+            _ => {}
+        }
+        if federation.enabled
+            && federation.listen.is_some()
+            && federation.tls_certificate.is_none()
+            && federation.tls_private_key.is_none()
+            && !federation.generate_self_signed_certificate
+        {
+            check("federation.listen", Err(MISSING_FEDERATION_TLS.to_owned()));
+        }
     }
 
     /// Non-fatal remarks about a valid configuration.
     pub(crate) fn semantic_warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         if self.registration == RegistrationMode::Open
-            && self.listen.parse::<SocketAddr>().is_ok()
-            && !self.listen_is_loopback()
+            && let Some((_, listen)) = self.public_listener()
         {
             warnings.push(format!(
-                "open registration is enabled on the non-loopback listener {:?}: anyone who \
-                 can reach it can create accounts (allowed by \
-                 allow_open_registration_on_public_listener = true)",
-                self.listen
+                "open registration is enabled on the non-loopback listener {listen:?}: anyone \
+                 who can reach it can create accounts (allowed by \
+                 allow_open_registration_on_public_listener = true)"
             ));
+        }
+        let federation = &self.federation;
+        if federation.generate_self_signed_certificate
+            && federation.tls_certificate.is_some()
+            && federation.tls_private_key.is_some()
+        {
+            warnings.push(
+                "federation.generate_self_signed_certificate is ignored because \
+                 federation.tls_certificate and federation.tls_private_key are set"
+                    .to_owned(),
+            );
+        }
+        if federation.enabled && !federation.verify_tls {
+            warnings.push(
+                "federation.verify_tls = false: certificates of other servers are not \
+                 verified on outbound federation requests (for tests only)"
+                    .to_owned(),
+            );
         }
         if self.registration != RegistrationMode::Token && !self.registration_tokens.is_empty() {
             warnings.push(format!(
@@ -149,18 +209,31 @@ impl Config {
     fn check_open_registration(&self) -> Result<(), String> {
         if self.registration != RegistrationMode::Open
             || self.allow_open_registration_on_public_listener
-            || self.listen.parse::<SocketAddr>().is_err()
-            || self.listen_is_loopback()
         {
             return Ok(());
         }
+        let Some((key, listen)) = self.public_listener() else {
+            return Ok(());
+        };
         Err(format!(
-            "\"open\" registration is refused because \"listen\" = {:?} is not a loopback \
+            "\"open\" registration is refused because \"{key}\" = {listen:?} is not a loopback \
              address, so anyone who can reach it could create accounts; set registration to \
              \"token\" or \"closed\", listen on 127.0.0.1 / [::1] behind a reverse proxy, or \
-             set \"allow_open_registration_on_public_listener\" = true to accept the risk",
-            self.listen
+             set \"allow_open_registration_on_public_listener\" = true to accept the risk"
         ))
+    }
+
+    /// The first listener (key and address) bound to a non-loopback IP: `listen`, or
+    /// `federation.listen` when federation is enabled (it serves the same endpoints).
+    /// Addresses that do not parse are skipped (reported elsewhere).
+    fn public_listener(&self) -> Option<(&'static str, &str)> {
+        let federation = self.federation.listen.as_deref().filter(|_| self.federation.enabled);
+        [("listen", Some(self.listen.as_str())), ("federation.listen", federation)]
+            .into_iter()
+            .filter_map(|(key, listen)| Some((key, listen?)))
+            .find(|(_, listen)| {
+                listen.parse::<SocketAddr>().is_ok_and(|addr| !is_loopback(addr.ip()))
+            })
     }
 
     fn check_registration_tokens(&self) -> Result<(), String> {

@@ -9,6 +9,7 @@ pub mod error;
 pub mod router;
 pub mod server;
 pub mod service;
+pub mod tls;
 pub mod util;
 
 pub use error::{Error, Result};

@@ -23,4 +23,5 @@ mod room_support;
 mod room_visibility;
 mod rooms;
 mod sessions;
+mod synapse_peer;
 mod sync;

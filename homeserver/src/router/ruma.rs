@@ -34,6 +34,8 @@ pub enum AuthMode {
     Required,
     Optional,
     None,
+    /// A federation request signed with X-Matrix.
+    Server,
 }
 
 /// Maps ruma's authentication scheme of an endpoint onto what the extractor must check.
@@ -60,11 +62,16 @@ impl AuthRequirement for auth_scheme::AppserviceTokenOptional {
 impl AuthRequirement for auth_scheme::AppserviceToken {
     const MODE: AuthMode = AuthMode::Required;
 }
+impl AuthRequirement for ruma::api::federation::authentication::ServerSignatures {
+    const MODE: AuthMode = AuthMode::Server;
+}
 
 /// A parsed, authenticated client-server request.
 pub struct Ruma<T> {
     pub body: T,
     pub sender: Option<AuthedUser>,
+    /// The server that signed a federation request.
+    pub origin: Option<ruma::OwnedServerName>,
     pub client_ip: IpAddr,
 }
 
@@ -97,9 +104,11 @@ where
         }
         check_json_syntax(&parts.method, &bytes)?;
 
-        let token = access_token(&parts)?;
-        let sender = match (<T::Authentication as AuthRequirement>::MODE, token) {
-            (AuthMode::None, _) | (AuthMode::Optional, None) => None,
+        let mode = <T::Authentication as AuthRequirement>::MODE;
+        let origin = if mode == AuthMode::Server { Some(verify_x_matrix(state, &parts, &bytes).await?) } else { None };
+        let token = if mode == AuthMode::Server { None } else { access_token(&parts)? };
+        let sender = match (mode, token) {
+            (AuthMode::None | AuthMode::Server, _) | (AuthMode::Optional, None) => None,
             (AuthMode::Required, None) => return Err(Error::missing_token()),
             (_, Some(token)) => Some(state.sessions.authenticate(&token, client_ip)?),
         };
@@ -123,8 +132,26 @@ where
             Ok(result) => result.map_err(|e| parse_error(e, &bytes))?,
             Err(_) => return Err(malformed_body(&bytes)),
         };
-        Ok(Self { body, sender, client_ip })
+        Ok(Self { body, sender, origin, client_ip })
     }
+}
+
+/// Checks a federation request's X-Matrix signature against the origin's published key and
+/// returns the origin. Any failure is 401 `M_UNAUTHORIZED`.
+async fn verify_x_matrix(state: &AppState, parts: &Parts, body: &[u8]) -> Result<ruma::OwnedServerName> {
+    let unauthorized = |message: String| Error::matrix(StatusCode::UNAUTHORIZED, ruma::api::error::ErrorKind::Unauthorized, message);
+    let header = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("Missing X-Matrix authorization".to_owned()))?;
+    let auth = myelin_federation::xmatrix::parse_authorization(header).map_err(|e| unauthorized(e.to_string()))?;
+    let key = state.remote_keys.current_key(&auth.origin, auth.key.as_str()).await?;
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let body = (!body.is_empty()).then_some(body);
+    myelin_federation::xmatrix::verify_request(&auth, &state.server_name, &parts.method, path_and_query, body, &key)
+        .map_err(|e| unauthorized(e.to_string()))?;
+    tracing::Span::current().record("user", auth.origin.as_str());
+    Ok(auth.origin)
 }
 
 /// Reads the whole body, refusing bodies over `limit` (413 `M_TOO_LARGE`). A declared

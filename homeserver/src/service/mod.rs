@@ -4,11 +4,13 @@
 //! need each other get explicit handles at construction, never a global lookup.
 
 pub mod account_data;
+pub mod federation_client;
 pub mod filters;
 pub mod notifier;
 pub mod password;
 pub mod push_rules;
 pub mod rate_limit;
+pub mod remote_keys;
 pub mod rooms;
 pub mod server_keys;
 pub mod sessions;
@@ -36,6 +38,7 @@ pub fn catalog() -> Catalog {
     tables
         .into_iter()
         .chain(account_data::TABLES.iter().copied())
+        .chain(remote_keys::TABLES.iter().copied())
         .chain(rooms::tables())
         .fold(Catalog::new(SCHEMA_VERSION), Catalog::table)
 }
@@ -58,6 +61,8 @@ pub struct Services {
     pub account_data: account_data::AccountData,
     pub rooms: rooms::Rooms,
     pub push_rules: push_rules::PushRules,
+    pub remote_keys: remote_keys::RemoteKeys,
+    pub federation: federation_client::FederationClient,
     pub filters: filters::Filters,
     pub rate_limits: RateLimits,
     pub shared_secret: shared_secret::SharedSecretRegistration,
@@ -73,7 +78,15 @@ impl Services {
         let signing_key = server_keys::load_or_generate(&db)?;
         let stream = rooms::StreamPositions::new(db.clone())?;
         let notifier = notifier::Notifier::default();
+        let federation = federation_client::FederationClient::new(
+            server_name.clone(),
+            signing_key.clone(),
+            config.federation.verify_tls,
+            config.federation.allow_private_addresses,
+        )?;
         Ok(Self {
+            remote_keys: remote_keys::RemoteKeys::new(db.clone(), server_name.clone(), signing_key.clone(), federation.clone()),
+            federation,
             rooms: rooms::Rooms::new(db.clone(), server_name.clone(), signing_key.clone(), stream.clone(), notifier.clone()),
             account_data: account_data::AccountData::new(db.clone(), stream.clone(), notifier.clone()),
             push_rules: push_rules::PushRules::new(account_data::AccountData::new(db.clone(), stream, notifier)),

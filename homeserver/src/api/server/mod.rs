@@ -1,12 +1,31 @@
 //! The server-server API. Today: the key server, which federation builds on.
 
 mod key;
+mod query;
 
 use axum::Router;
-use ruma::api::federation::discovery::get_server_keys;
+use ruma::api::federation::discovery::{get_server_keys, get_server_version};
 
-use crate::router::{AppState, RumaRouter};
+use crate::{
+    error::Result,
+    router::{AppState, Ruma, RumaResponse, RumaRouter},
+};
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router.ruma::<get_server_keys::v2::Request, _, _>(key::get_server_keys_route)
+    router
+        .ruma::<get_server_keys::v2::Request, _, _>(key::get_server_keys_route)
+        .ruma::<get_server_version::v1::Request, _, _>(get_server_version_route)
+        .ruma::<ruma::api::federation::query::get_profile_information::v1::Request, _, _>(query::get_profile_information_route)
+}
+
+/// `GET /_matrix/federation/v1/version`
+async fn get_server_version_route(
+    _: Ruma<get_server_version::v1::Request>,
+) -> Result<RumaResponse<get_server_version::v1::Response>> {
+    let mut server = get_server_version::v1::Server::new();
+    server.name = Some("Myelin".to_owned());
+    server.version = Some(env!("CARGO_PKG_VERSION").to_owned());
+    let mut response = get_server_version::v1::Response::new();
+    response.server = Some(server);
+    Ok(RumaResponse(response))
 }
