@@ -73,6 +73,7 @@ pub fn synapse_python() -> PathBuf {
 pub struct SynapseOptions {
     server_name: String,
     tls_federation: bool,
+    federation_port: Option<u16>,
     registration_shared_secret: String,
     overrides: Map<String, Value>,
 }
@@ -82,6 +83,7 @@ impl Default for SynapseOptions {
         Self {
             server_name: DEFAULT_SYNAPSE_SERVER_NAME.to_owned(),
             tls_federation: false,
+            federation_port: None,
             registration_shared_secret: "synapse-test-shared-secret".to_owned(),
             overrides: Map::new(),
         }
@@ -107,6 +109,14 @@ impl SynapseOptions {
     }
 
     /// `registration_shared_secret` (used by [`SynapseServer::register`]).
+    /// Serve TLS federation on this port (so the server name can be `127.0.0.1:<port>` and
+    /// peers reach it directly); implies `tls_federation(true)`.
+    pub fn federation_port(mut self, port: u16) -> Self {
+        self.tls_federation = true;
+        self.federation_port = Some(port);
+        self
+    }
+
     pub fn shared_secret(mut self, secret: &str) -> Self {
         self.registration_shared_secret = secret.to_owned();
         self
@@ -141,7 +151,7 @@ impl SynapseServer {
             .danger_accept_invalid_certs(true)
             .build()
             .expect("build the HTTP client");
-        let federation_port = options.tls_federation.then(super::free_port);
+        let federation_port = options.tls_federation.then(|| options.federation_port.unwrap_or_else(super::free_port));
         let mut server = SynapseServer {
             dir,
             options,

@@ -8,6 +8,7 @@
 mod admin;
 mod discovery;
 mod errors;
+mod federation_synapse;
 mod lifecycle;
 mod other_clients;
 mod profile_account_data;

@@ -106,7 +106,9 @@ where
 
         let mode = <T::Authentication as AuthRequirement>::MODE;
         let origin = if mode == AuthMode::Server { Some(verify_x_matrix(state, &parts, &bytes).await?) } else { None };
-        let token = if mode == AuthMode::Server { None } else { access_token(&parts)? };
+        // Endpoints without authentication ignore whatever credentials come along (Synapse signs
+        // even its key-server fetches with X-Matrix).
+        let token = if matches!(mode, AuthMode::Required | AuthMode::Optional) { access_token(&parts)? } else { None };
         let sender = match (mode, token) {
             (AuthMode::None | AuthMode::Server, _) | (AuthMode::Optional, None) => None,
             (AuthMode::Required, None) => return Err(Error::missing_token()),
@@ -230,7 +232,8 @@ pub fn access_token(parts: &Parts) -> Result<Option<String>> {
         let value = value.to_str().map_err(|_| Error::unknown_token(false))?;
         return match value.strip_prefix("Bearer ") {
             Some(token) if !token.trim().is_empty() => Ok(Some(token.trim().to_owned())),
-            _ => Err(Error::missing_token()),
+            // Another scheme (X-Matrix) carries no access token.
+            _ => Ok(None),
         };
     }
     Ok(parts.uri.query().and_then(|query| {

@@ -109,6 +109,9 @@ impl FederationClient {
 
     async fn receive_json(&self, server: &ServerName, path: &str, request: reqwest::RequestBuilder) -> Result<Value> {
         let response = request.send().await.map_err(|e| unreachable_server(server, &e.to_string()))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(Error::not_found(format!("{server} has no such resource")));
+        }
         if !response.status().is_success() {
             return Err(unreachable_server(server, &format!("{path} answered {}", response.status())));
         }

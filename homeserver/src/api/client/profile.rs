@@ -48,14 +48,34 @@ fn require_own(sender: &UserId, target: &UserId) -> Result<()> {
     Ok(())
 }
 
+/// The profile of any user: ours from the database, others' from their server over
+/// federation (`/_matrix/federation/v1/query/profile`, X-Matrix signed).
+async fn profile_of_anyone(services: &Services, user_id: &UserId) -> Result<UserProfile> {
+    if services.users.is_local(user_id) {
+        return Ok(profile_of(&visible_account(services, user_id)?));
+    }
+    if !services.config.federation.enabled {
+        return Err(Error::not_found("Profile not found (federation is disabled)"));
+    }
+    let query: String = form_urlencoded::Serializer::new(String::new()).append_pair("user_id", user_id.as_str()).finish();
+    let remote = services
+        .federation
+        .get_signed_json(user_id.server_name(), &format!("/_matrix/federation/v1/query/profile?{query}"))
+        .await?;
+    let mut profile = UserProfile::new();
+    for (field, value) in remote.as_object().into_iter().flatten() {
+        profile.set(field.clone(), value.clone());
+    }
+    Ok(profile)
+}
+
 /// `GET /_matrix/client/v3/profile/{userId}`
 pub async fn get_profile_route(
     State(services): State<AppState>,
     request: Ruma<get_profile::v3::Request>,
 ) -> Result<RumaResponse<get_profile::v3::Response>> {
-    let account = visible_account(&services, &request.body.user_id)?;
     let mut response = get_profile::v3::Response::new();
-    response.data = profile_of(&account);
+    response.data = profile_of_anyone(&services, &request.body.user_id).await?;
     Ok(RumaResponse(response))
 }
 
@@ -64,9 +84,9 @@ pub async fn get_profile_field_route(
     State(services): State<AppState>,
     request: Ruma<get_profile_field::v3::Request>,
 ) -> Result<RumaResponse<get_profile_field::v3::Response>> {
-    let account = visible_account(&services, &request.body.user_id)?;
+    let profile = profile_of_anyone(&services, &request.body.user_id).await?;
     let field = request.body.field.as_str();
-    let value = profile_of(&account).get(field).cloned().ok_or_else(|| Error::not_found("Profile field not set"))?;
+    let value = profile.get(field).cloned().ok_or_else(|| Error::not_found("Profile field not set"))?;
     let value = ProfileFieldValue::new(field, value).map_err(|e| Error::internal(e.to_string()))?;
     Ok(RumaResponse(get_profile_field::v3::Response::new(value)))
 }

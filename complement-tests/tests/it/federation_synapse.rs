@@ -1,0 +1,62 @@
+//! Myelin ↔ Synapse over real federation (TLS on loopback): each server answers the other's
+//! X-Matrix-signed requests after fetching and verifying the requester's signing key.
+
+use complement_tests::{
+    ServerOptions, TestServer, free_port,
+    synapse::{SynapseOptions, SynapseServer},
+};
+use serde_json::json;
+
+fn encode(user_id: &str) -> String {
+    user_id.replace('@', "%40").replace(':', "%3A")
+}
+
+/// A Myelin whose server name is its own TLS federation address, so Synapse reaches it
+/// directly (no .well-known, no SRV).
+async fn federating_myelin() -> TestServer {
+    let port = free_port();
+    TestServer::start(
+        ServerOptions::new()
+            .server_name(&format!("127.0.0.1:{port}"))
+            .env("MYELIN_FEDERATION__LISTEN", format!("127.0.0.1:{port}"))
+            .env("MYELIN_FEDERATION__GENERATE_SELF_SIGNED_CERTIFICATE", "true")
+            .env("MYELIN_FEDERATION__VERIFY_TLS", "false")
+            .env("MYELIN_FEDERATION__ALLOW_PRIVATE_ADDRESSES", "true"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn myelin_and_synapse_answer_each_others_signed_profile_queries() {
+    let synapse_port = free_port();
+    let synapse = SynapseServer::start(
+        SynapseOptions::new().server_name(&format!("127.0.0.1:{synapse_port}")).federation_port(synapse_port),
+    )
+    .await;
+    let myelin = federating_myelin().await;
+
+    let alice = synapse.register("alice", "pw").await;
+    synapse
+        .put(&format!("/_matrix/client/v3/profile/{}/displayname", encode(&alice.user_id)), &alice, &json!({"displayname": "Alice on Synapse"}))
+        .await
+        .ok();
+    let bob = myelin.register("bob", "pw").await;
+    myelin
+        .put(&format!("/_matrix/client/v3/profile/{}/displayname", encode(&bob.user_id)), &bob, &json!({"displayname": "Bob on Myelin"}))
+        .await
+        .ok();
+
+    // Myelin → Synapse: Myelin signs the query; Synapse fetches Myelin's key and checks it.
+    let from_synapse = myelin.get(&format!("/_matrix/client/v3/profile/{}", encode(&alice.user_id)), &bob).await;
+    assert_eq!(from_synapse.ok()["displayname"], "Alice on Synapse", "{}", myelin.all_logs());
+
+    // Synapse → Myelin: Synapse signs; Myelin fetches Synapse's key and checks it.
+    let from_myelin = synapse.get(&format!("/_matrix/client/v3/profile/{}", encode(&bob.user_id)), &alice).await;
+    assert_eq!(from_myelin.ok()["displayname"], "Bob on Myelin", "{}", myelin.all_logs());
+
+    // A user Synapse does not have is a 404 through Myelin, not a server error.
+    let missing = myelin
+        .get(&format!("/_matrix/client/v3/profile/{}", encode(&format!("@nobody:127.0.0.1:{synapse_port}"))), &bob)
+        .await;
+    assert_eq!(missing.status, 404, "{:?}", missing.body);
+}
