@@ -26,7 +26,10 @@ struct CachedKey {
 }
 
 const KEYS: Table<(String, String), CachedKey> = Table::new("servername_keyid_verifykey");
-pub const TABLES: &[&str] = &["servername_keyid_verifykey"];
+/// The last verified key-server response of each server, kept whole (with its own
+/// signatures) so we can serve it as a notary.
+const RESPONSES: Table<String, Value> = Table::new("servername_keyresponse");
+pub const TABLES: &[&str] = &["servername_keyid_verifykey", "servername_keyresponse"];
 
 #[derive(Clone)]
 pub struct RemoteKeys {
@@ -77,10 +80,42 @@ impl RemoteKeys {
         for (key_id, cached) in keys {
             KEYS.put(&mut batch, &(server.to_string(), key_id), &cached)?;
         }
+        RESPONSES.put(&mut batch, &server.to_string(), &response)?;
         self.db.write_async(batch).await?;
         Ok(())
     }
+
+    /// `server`'s key response valid until at least `minimum_valid_until_ts`, countersigned
+    /// by us, as a notary serves it. `None` when the server cannot be reached.
+    pub async fn notarised(&self, server: &ServerName, minimum_valid_until_ts: u64) -> Result<Option<Value>> {
+        let response = if server == self.own_name {
+            serde_json::to_value(self.own_key.server_key_response(server.as_str(), now_millis() + OWN_KEY_VALIDITY_MS)?)
+                .map_err(|e| Error::internal(e.to_string()))?
+        } else {
+            let fresh_enough = |r: &Value| r.get("valid_until_ts").and_then(Value::as_u64).is_some_and(|ts| ts >= minimum_valid_until_ts);
+            match RESPONSES.get(&self.db, &server.to_string())?.filter(fresh_enough) {
+                Some(cached) => cached,
+                None => {
+                    if let Err(error) = self.fetch(server).await {
+                        tracing::debug!(%server, %error, "notary could not fetch keys");
+                    }
+                    match RESPONSES.get(&self.db, &server.to_string())? {
+                        Some(fetched) => fetched,
+                        None => return Ok(None),
+                    }
+                }
+            }
+        };
+        let mut object = to_canonical_object(&response)?;
+        if server != self.own_name {
+            self.own_key.sign_json(self.own_name.as_str(), &mut object)?;
+        }
+        Ok(Some(serde_json::to_value(object).map_err(|e| Error::internal(e.to_string()))?))
+    }
 }
+
+/// How long peers may cache our own key (also what `/_matrix/key/v2/server` publishes).
+pub const OWN_KEY_VALIDITY_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 
 fn decode(key: &str) -> Result<Vec<u8>> {
     base64::engine::general_purpose::STANDARD_NO_PAD

@@ -81,6 +81,25 @@ async fn servers_fetch_each_others_keys_and_verify_signed_requests() {
     let replayed = http.get(&url).header("authorization", genuine).send().await.unwrap();
     assert_eq!(replayed.status(), 401);
 
+    // B acts as a notary for A: A's own response, countersigned by B.
+    let notary = format!("https://{}/_matrix/key/v2/query/{a_name}", b.federation_addr().unwrap());
+    let answer: serde_json::Value = http.get(&notary).send().await.unwrap().json().await.unwrap();
+    let keys = &answer["server_keys"][0];
+    assert_eq!(keys["server_name"], a_name.as_str(), "{answer}");
+    assert!(keys["verify_keys"][&a_key_id].is_object(), "{answer}");
+    assert!(keys["signatures"][a_name.as_str()][&a_key_id].is_string(), "{answer}");
+    assert!(keys["signatures"][b_name.as_str()][b.services().signing_key.key_id()].is_string(), "{answer}");
+    let batch: serde_json::Value = http
+        .post(format!("https://{}/_matrix/key/v2/query", b.federation_addr().unwrap()))
+        .json(&serde_json::json!({"server_keys": {a_name.as_str(): {}, b_name.as_str(): {}}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(batch["server_keys"].as_array().unwrap().len(), 2, "{batch}");
+
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }

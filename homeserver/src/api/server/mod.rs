@@ -15,6 +15,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma::<get_server_keys::v2::Request, _, _>(key::get_server_keys_route)
         .ruma::<get_server_version::v1::Request, _, _>(get_server_version_route)
+        .ruma::<ruma::api::federation::discovery::get_remote_server_keys::v2::Request, _, _>(key::get_remote_server_keys_route)
+        .ruma::<ruma::api::federation::discovery::get_remote_server_keys_batch::v2::Request, _, _>(key::get_remote_server_keys_batch_route)
         .ruma::<ruma::api::federation::query::get_profile_information::v1::Request, _, _>(query::get_profile_information_route)
 }
 
