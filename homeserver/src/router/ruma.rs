@@ -281,36 +281,47 @@ pub trait RumaRouter {
 }
 
 impl RumaRouter for Router<AppState> {
-    fn ruma<Req, H, X>(mut self, handler: H) -> Self
+    fn ruma<Req, H, X>(self, handler: H) -> Self
     where
         Req: Metadata,
         H: Handler<X, AppState>,
         X: 'static,
     {
-        let filter = MethodFilter::try_from(Req::METHOD)
-            .unwrap_or_else(|_| panic!("ruma endpoint with non-standard method {}", Req::METHOD));
-        for path in Req::PATH_BUILDER.all_paths() {
-            self = self.route(path, on(filter, handler.clone()));
-        }
-        self
+        let paths: Vec<String> = Req::PATH_BUILDER.all_paths().map(str::to_owned).collect();
+        route_all::<Req, H, X>(self, paths, handler)
     }
 
-    fn ruma_empty_last<Req, H, X>(mut self, handler: H) -> Self
+    fn ruma_empty_last<Req, H, X>(self, handler: H) -> Self
     where
         Req: Metadata,
         H: Handler<X, AppState>,
         X: 'static,
     {
-        let filter = MethodFilter::try_from(Req::METHOD)
-            .unwrap_or_else(|_| panic!("ruma endpoint with non-standard method {}", Req::METHOD));
+        let mut paths = Vec::new();
         for path in Req::PATH_BUILDER.all_paths() {
             if let Some((prefix, last)) = path.rsplit_once('/')
                 && last.starts_with('{')
             {
-                self = self.route(&format!("{prefix}/"), on(filter, handler.clone()));
-                self = self.route(prefix, on(filter, handler.clone()));
+                paths.push(format!("{prefix}/"));
+                paths.push(prefix.to_owned());
             }
+            paths.push(path.to_owned());
         }
-        self.ruma::<Req, H, X>(handler)
+        route_all::<Req, H, X>(self, paths, handler)
     }
+}
+
+/// Registers `handler` under each path with `Req`'s method.
+fn route_all<Req, H, X>(mut router: Router<AppState>, paths: Vec<String>, handler: H) -> Router<AppState>
+where
+    Req: Metadata,
+    H: Handler<X, AppState>,
+    X: 'static,
+{
+    let filter = MethodFilter::try_from(Req::METHOD)
+        .unwrap_or_else(|_| panic!("ruma endpoint with non-standard method {}", Req::METHOD));
+    for path in paths {
+        router = router.route(&path, on(filter, handler.clone()));
+    }
+    router
 }

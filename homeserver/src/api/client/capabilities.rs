@@ -11,25 +11,8 @@ use crate::{
     router::{AppState, Ruma, RumaResponse},
 };
 
-/// Room versions that rooms will be created with once the room engine lands; 12 is the default,
-/// as on Synapse.
-const ROOM_VERSIONS: &[RoomVersionId] = &[
-    RoomVersionId::V1,
-    RoomVersionId::V2,
-    RoomVersionId::V3,
-    RoomVersionId::V4,
-    RoomVersionId::V5,
-    RoomVersionId::V6,
-    RoomVersionId::V7,
-    RoomVersionId::V8,
-    RoomVersionId::V9,
-    RoomVersionId::V10,
-    RoomVersionId::V11,
-    RoomVersionId::V12,
-];
-
 pub async fn get_capabilities_route(
-    State(_services): State<AppState>,
+    State(services): State<AppState>,
     _: Ruma<caps::Request>,
 ) -> Result<RumaResponse<caps::Response>> {
     let mut capabilities = Capabilities::new();
@@ -43,8 +26,11 @@ pub async fn get_capabilities_route(
     }
     capabilities.thirdparty_id_changes.enabled = false;
     capabilities.get_login_token.enabled = false;
-    capabilities.room_versions.default = RoomVersionId::V12;
-    capabilities.room_versions.available =
-        ROOM_VERSIONS.iter().map(|v| (v.clone(), RoomVersionStability::Stable)).collect();
+    capabilities.room_versions.default =
+        RoomVersionId::try_from(services.config.default_room_version.as_str()).unwrap_or(RoomVersionId::V12);
+    capabilities.room_versions.available = myelin_federation::supported_room_versions()
+        .iter()
+        .map(|v| (v.clone(), RoomVersionStability::Stable))
+        .collect();
     Ok(RumaResponse(caps::Response::new(capabilities)))
 }
