@@ -1,12 +1,11 @@
 //! Outbound federation HTTP: server-name resolution driven by the sans-I/O plan in
-//! `myelin_federation::discovery`, the outbound address deny list, and JSON requests.
-//!
-//! Not yet here: SRV lookups (a resolver crate comes with the sending queue; until then the
-//! SRV step finds no records and resolution falls back to port 8448, as the spec's last step).
+//! `myelin_federation::discovery` (with real `.well-known` fetches and SRV lookups), the
+//! outbound address deny list, and JSON requests signed with X-Matrix.
 
 use std::{net::IpAddr, time::Duration};
 
-use myelin_federation::discovery::{self, Step};
+use hickory_resolver::{TokioResolver, proto::rr::RData};
+use myelin_federation::discovery::{self, SrvRecord, Step};
 use ruma::ServerName;
 use serde_json::Value;
 
@@ -21,6 +20,9 @@ pub struct FederationClient {
     allow_private_addresses: bool,
     origin: ruma::OwnedServerName,
     key: std::sync::Arc<myelin_federation::ServerSigningKey>,
+    /// The system's DNS resolver for SRV records; `None` where none is configured, and SRV
+    /// steps then find nothing (resolution falls back to port 8448, the spec's last step).
+    dns: Option<TokioResolver>,
 }
 
 impl FederationClient {
@@ -38,7 +40,14 @@ impl FederationClient {
             .user_agent(crate::VERSION)
             .build()
             .map_err(|e| Error::internal(format!("cannot build the federation HTTP client: {e}")))?;
-        Ok(Self { http, allow_private_addresses, origin, key })
+        let dns = match TokioResolver::builder_tokio().and_then(|builder| builder.build()) {
+            Ok(resolver) => Some(resolver),
+            Err(error) => {
+                tracing::warn!(%error, "no DNS resolver configuration: SRV lookups disabled");
+                None
+            }
+        };
+        Ok(Self { http, allow_private_addresses, origin, key, dns })
     }
 
     /// The base URL (`https://host:port`) at which `server` serves its federation API.
@@ -60,9 +69,31 @@ impl FederationClient {
                     let delegated = self.fetch_well_known(&url).await;
                     discovery::after_well_known(server, delegated.as_deref())
                 }
-                Step::LookupSrv(lookup) => discovery::after_srv(&lookup, &[]),
+                Step::LookupSrv(lookup) => {
+                    let records = self.srv_records(lookup.name()).await;
+                    discovery::after_srv(&lookup, &records)
+                }
             };
         }
+    }
+
+    /// SRV records for `name`; none on any DNS failure (NXDOMAIN is the common case).
+    async fn srv_records(&self, name: &str) -> Vec<SrvRecord> {
+        let Some(dns) = &self.dns else { return Vec::new() };
+        let Ok(lookup) = dns.srv_lookup(name).await else { return Vec::new() };
+        lookup
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::SRV(srv) => Some(SrvRecord {
+                    priority: srv.priority,
+                    weight: srv.weight,
+                    port: srv.port,
+                    target: srv.target.to_utf8().trim_end_matches('.').to_owned(),
+                }),
+                _ => None,
+            })
+            .collect()
     }
 
     async fn fetch_well_known(&self, url: &str) -> Option<ruma::OwnedServerName> {
