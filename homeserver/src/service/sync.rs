@@ -4,7 +4,7 @@
 //! take positions from the one global stream, so "what changed since" is one range per
 //! source. A sync with nothing to say waits on the user's notifier, never on a polling loop.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use ruma::{DeviceId, RoomId, UserId, api::client::filter::FilterDefinition};
 use serde_json::{Map, Value, json};
@@ -170,9 +170,9 @@ fn joined_room(
     }
     let limited = newest_first.len() > limit;
     newest_first.truncate(limit);
-    let mut timeline_events: Vec<StoredEvent> = Vec::with_capacity(newest_first.len());
+    let mut timeline_events: Vec<Arc<StoredEvent>> = Vec::with_capacity(newest_first.len());
     for (_, short) in newest_first.iter().rev() {
-        if let Some(event) = rooms.timeline.get(*short)? {
+        if let Some(event) = rooms.timeline.get_shared(*short)? {
             timeline_events.push(event);
         }
     }
@@ -293,7 +293,8 @@ fn stripped_state(services: &Services, membership_event_id: &str) -> Result<Vec<
 
 /// Heroes and member counts, for clients to name rooms without a name.
 fn summary(services: &Services, room_id: &RoomId, user: &UserId) -> Result<Value> {
-    let mut members = services.rooms.membership.members_of(room_id.as_str())?;
+    let all_members = services.rooms.membership.members(room_id.as_str())?;
+    let mut members: Vec<&(String, super::rooms::MembershipEntry)> = all_members.iter().collect();
     // Heroes in the order people joined, as the spec suggests.
     members.sort_by_key(|(_, entry)| entry.stream);
     let joined = members.iter().filter(|(_, m)| m.membership == "join").count();

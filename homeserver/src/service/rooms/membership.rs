@@ -1,8 +1,11 @@
 //! Membership indexes in both directions: a user's rooms, and a room's members.
 
+use std::sync::Arc;
+
 use myelin_storage::{Batch, Database, Direction, Table};
 use serde::{Deserialize, Serialize};
 
+use super::cache::SharedCache;
 use crate::error::Result;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -22,17 +25,30 @@ const FORGOTTEN: Table<(String, String), ()> = Table::new("userid_roomid_forgott
 
 pub const TABLES: &[&str] = &["userid_roomid_membership", "roomid_userid_membership", "userid_roomid_forgotten"];
 
+/// Rooms whose member lists are kept in memory (every send and every sync reads them).
+const MEMBERS_CACHE_ROOMS: usize = 512;
+/// Larger rooms are read from the store each time, which bounds the cache at roughly
+/// 512 × 1000 entries of ~200 bytes.
+const MEMBERS_CACHE_MAX_ROOM: usize = 1000;
+
+/// A room's members with any membership, in user ID order.
+pub type Members = Arc<Vec<(String, MembershipEntry)>>;
+
 #[derive(Clone)]
 pub struct Membership {
     db: Database,
+    members: SharedCache<String, Members>,
 }
 
 impl Membership {
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self { db, members: SharedCache::new(MEMBERS_CACHE_ROOMS) }
     }
 
+    /// Stages a membership change. The caller must call [`Membership::committed`] once the
+    /// batch is written (or failed); until then the room's members are read from the store.
     pub fn set(&self, batch: &mut Batch, room_id: &str, user_id: &str, entry: &MembershipEntry) -> Result<()> {
+        self.members.begin_change(room_id.to_owned());
         USER_ROOMS.put(batch, &(user_id.to_owned(), room_id.to_owned()), entry)?;
         ROOM_USERS.put(batch, &(room_id.to_owned(), user_id.to_owned()), entry)?;
         // Joining or being invited again brings a forgotten room back.
@@ -62,12 +78,33 @@ impl Membership {
         Ok(rooms)
     }
 
+    /// Ends `changes` changes staged with [`Membership::set`] for the room, once their batch
+    /// is written (or failed).
+    pub fn committed(&self, room_id: &str, changes: usize) {
+        for _ in 0..changes {
+            self.members.end_change(room_id);
+        }
+    }
+
     /// The room's members with any membership.
     pub fn members_of(&self, room_id: &str) -> Result<Vec<(String, MembershipEntry)>> {
+        Ok(self.members(room_id)?.as_ref().clone())
+    }
+
+    /// The room's members with any membership, shared with the cache.
+    pub fn members(&self, room_id: &str) -> Result<Members> {
+        if let Some(members) = self.members.get(room_id) {
+            return Ok(members);
+        }
+        let ticket = self.members.ticket();
         let mut members = Vec::new();
         for entry in ROOM_USERS.iter_prefix(&self.db, &room_id.to_owned(), Direction::Forward)? {
             let ((_, user_id), membership) = entry?;
             members.push((user_id, membership));
+        }
+        let members = Arc::new(members);
+        if members.len() <= MEMBERS_CACHE_MAX_ROOM {
+            self.members.insert(ticket, room_id.to_owned(), members.clone());
         }
         Ok(members)
     }

@@ -4,6 +4,7 @@
 //! state → persist → notify. Appends to one room are serialised by a per-room lock, so
 //! concurrent local sends never fork the graph by accident.
 
+mod cache;
 pub mod membership;
 pub mod records;
 mod resolve;
@@ -115,7 +116,13 @@ pub struct Rooms {
     pub records: Records,
     pub notifier: Notifier,
     locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Parsed PDUs by event ID, for auth checks (which read the same few auth events on
+    /// every append). Only redaction changes a stored PDU.
+    pdus: cache::SharedCache<OwnedEventId, Pdu>,
 }
+
+/// PDUs kept parsed in memory for auth checks.
+const PDU_CACHE_CAPACITY: usize = 4096;
 
 /// A room's current state as (type, state_key) → event ID.
 pub type StateMap = HashMap<(String, String), String>;
@@ -137,6 +144,7 @@ impl Rooms {
             records: Records::new(db.clone()),
             notifier,
             locks: Arc::default(),
+            pdus: cache::SharedCache::new(PDU_CACHE_CAPACITY),
             db,
             server_name,
             signing_key,
@@ -173,11 +181,16 @@ impl Rooms {
 
     /// One state event of a group, if set.
     pub fn state_event(&self, group: u64, event_type: &str, state_key: &str) -> Result<Option<StoredEvent>> {
+        Ok(self.state_event_shared(group, event_type, state_key)?.map(|event| event.as_ref().clone()))
+    }
+
+    /// Like [`Rooms::state_event`], without copying the event out of the cache.
+    pub fn state_event_shared(&self, group: u64, event_type: &str, state_key: &str) -> Result<Option<Arc<StoredEvent>>> {
         let Some(key) = self.short.state_key(&(event_type.to_owned(), state_key.to_owned()))? else {
             return Ok(None);
         };
         let Some(short) = self.state.load(group)?.get(&key).copied() else { return Ok(None) };
-        self.timeline.get(short)
+        self.timeline.get_shared(short)
     }
 
     pub fn event(&self, event_id: &str) -> Result<Option<(u64, StoredEvent)>> {
@@ -185,10 +198,22 @@ impl Rooms {
         Ok(self.timeline.get(short)?.map(|event| (short, event)))
     }
 
+    /// Like [`Rooms::event`], without copying the event out of the cache.
+    pub fn event_shared(&self, event_id: &str) -> Result<Option<(u64, Arc<StoredEvent>)>> {
+        let Some(short) = self.short.event(event_id)? else { return Ok(None) };
+        Ok(self.timeline.get_shared(short)?.map(|event| (short, event)))
+    }
+
     fn pdu_of(&self, event_id: &EventId) -> Option<Pdu> {
+        if let Some(pdu) = self.pdus.get(event_id) {
+            return Some(pdu);
+        }
+        let ticket = self.pdus.ticket();
         let (_, stored) = self.event(event_id.as_str()).ok()??;
         let json = canonical(&stored.pdu).ok()?;
-        Pdu::from_json(event_id.to_owned(), json).ok()
+        let pdu = Pdu::from_json(event_id.to_owned(), json).ok()?;
+        self.pdus.insert(ticket, event_id.to_owned(), pdu.clone());
+        Some(pdu)
     }
 
     /// Appends a local event to an existing room and returns its ID. A send repeated with the
@@ -390,32 +415,44 @@ impl Rooms {
         };
         self.records.put_room(&mut batch, room_id.as_str(), &new_record)?;
         let mut also_notify = Vec::new();
+        // Membership entries staged in this batch, to settle the members cache after the write.
+        let mut membership_changes = 0;
         if draft.event_type == "m.room.member"
             && let Some(target) = &draft.state_key
         {
             let membership = draft.content.get("membership").and_then(Value::as_str).unwrap_or("leave").to_owned();
             let entry = MembershipEntry { membership, event_id: built.event_id.to_string(), stream: ticket.position };
             self.membership.set(&mut batch, room_id.as_str(), target, &entry)?;
+            membership_changes += 1;
             also_notify.push(target.clone());
         }
         if current_state_group != state_after {
             // State resolution may have overruled memberships (a ban beating a concurrent join):
             // the indexes follow the resolved state, not the order events arrived in.
-            self.reconcile_membership(&mut batch, room_id.as_str(), current_state_group, (&built.event_id, &draft, event_short), ticket.position)?;
+            membership_changes += self.reconcile_membership(&mut batch, room_id.as_str(), current_state_group, (&built.event_id, &draft, event_short), ticket.position)?;
         }
         if let Some(txn) = &transaction {
             self.records.put_txn(&mut batch, sender.as_str(), &txn.device_id, &txn.txn_id, built.event_id.as_str())?;
         }
+        let mut redacted = None;
         if draft.event_type == "m.room.redaction"
             && let Some(target) = &draft.redacts
         {
-            self.stage_redaction(&mut batch, version, target, &built.event_id, sender)?;
+            redacted = self.stage_redaction(&mut batch, version, target, &built.event_id, sender)?;
         }
-        self.db.write_async(batch).await?;
+        let written = self.db.write_async(batch).await;
+        // Written or not, the staged changes are settled: caches may read them again.
+        self.membership.committed(room_id.as_str(), membership_changes);
+        self.timeline.committed(event_short);
+        if let Some((short, target)) = &redacted {
+            self.timeline.committed(*short);
+            self.pdus.end_change(target);
+        }
+        written?;
         let position = ticket.position;
         drop(ticket);
 
-        let members = self.membership.members_of(room_id.as_str())?;
+        let members = self.membership.members(room_id.as_str())?;
         let interested = members
             .iter()
             .filter(|(_, entry)| matches!(entry.membership.as_str(), "join" | "invite" | "knock"))
@@ -429,6 +466,8 @@ impl Rooms {
     /// Applies a redaction to its target, if the target is in this room and the redacter may
     /// redact it: the original sender, or someone with the `redact` power level. A redaction
     /// that may not apply is still stored (the spec keeps it) but changes nothing.
+    /// Returns the target's short id and ID when it stages a change, which the caller settles
+    /// with `Timeline::committed` and the PDU cache's `end_change` once the batch is written.
     fn stage_redaction(
         &self,
         batch: &mut Batch,
@@ -436,19 +475,21 @@ impl Rooms {
         target: &EventId,
         redaction_id: &EventId,
         redacter: &UserId,
-    ) -> Result<()> {
-        let Some((short, mut stored)) = self.event(target.as_str())? else { return Ok(()) };
+    ) -> Result<Option<(u64, OwnedEventId)>> {
+        let Some((short, mut stored)) = self.event(target.as_str())? else { return Ok(None) };
         if stored.redacted_because.is_some() {
-            return Ok(());
+            return Ok(None);
         }
         let allowed = stored.sender() == redacter.as_str() || self.has_power(stored.state_after, redacter, "redact", 50)?;
         if !allowed {
-            return Ok(());
+            return Ok(None);
         }
         let redacted = redact_pdu(version, canonical(&stored.pdu)?, None)?;
         stored.pdu = serde_json::to_value(&redacted).map_err(|e| Error::internal(e.to_string()))?;
         stored.redacted_because = Some(redaction_id.to_string());
-        self.timeline.replace(batch, short, &stored)
+        self.pdus.begin_change(target.to_owned());
+        self.timeline.replace(batch, short, &stored)?;
+        Ok(Some((short, target.to_owned())))
     }
 
     /// Whether `user` has at least the power level named `action` (e.g. "redact", "ban") in

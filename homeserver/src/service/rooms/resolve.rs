@@ -67,7 +67,8 @@ impl Rooms {
 
 impl Rooms {
     /// Rewrites the membership index of every member whose entry disagrees with `group`.
-    /// `pending` is the event staged in the same batch (ID, draft, short id).
+    /// `pending` is the event staged in the same batch (ID, draft, short id). Returns how many
+    /// entries it staged, for [`super::Membership::committed`].
     pub(super) fn reconcile_membership(
         &self,
         batch: &mut Batch,
@@ -75,8 +76,9 @@ impl Rooms {
         group: u64,
         pending: (&EventId, &super::EventDraft, u64),
         stream: u64,
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let (pending_id, pending_draft, pending_short) = pending;
+        let mut staged = 0;
         for (key, event) in self.state.load(group)?.iter() {
             let (event_type, member) = self.short.state_key_of(*key)?;
             if event_type != "m.room.member" {
@@ -101,7 +103,8 @@ impl Rooms {
             }
             let entry = super::MembershipEntry { membership, event_id, stream };
             self.membership.set(batch, room_id, &member, &entry)?;
+            staged += 1;
         }
-        Ok(())
+        Ok(staged)
     }
 }

@@ -13,7 +13,12 @@ use myelin_storage::{Batch, Database, Direction, Table};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::cache::SharedCache;
 use crate::error::{Error, Result};
+
+/// Events kept decoded in memory: recent ones are read by every syncing member of their room,
+/// and state events (power levels, members, visibility) by every visibility check.
+const EVENT_CACHE_CAPACITY: usize = 8192;
 
 /// One stored event.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -141,19 +146,34 @@ impl Drop for StreamTicket {
 #[derive(Clone)]
 pub struct Timeline {
     db: Database,
+    events: SharedCache<u64, Arc<StoredEvent>>,
 }
 
 impl Timeline {
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self { db, events: SharedCache::new(EVENT_CACHE_CAPACITY) }
     }
 
     pub fn get(&self, short: u64) -> Result<Option<StoredEvent>> {
-        Ok(EVENTS.get(&self.db, &short)?)
+        Ok(self.get_shared(short)?.map(|event| event.as_ref().clone()))
     }
 
-    /// Stages an event and its index entries.
+    /// Like [`Timeline::get`], without copying the event out of the cache.
+    pub fn get_shared(&self, short: u64) -> Result<Option<Arc<StoredEvent>>> {
+        if let Some(event) = self.events.get(&short) {
+            return Ok(Some(event));
+        }
+        let ticket = self.events.ticket();
+        let Some(event) = EVENTS.get(&self.db, &short)? else { return Ok(None) };
+        let event = Arc::new(event);
+        self.events.insert(ticket, short, event.clone());
+        Ok(Some(event))
+    }
+
+    /// Stages an event and its index entries. The caller must call [`Timeline::committed`]
+    /// once the batch is written (or failed).
     pub fn insert(&self, batch: &mut Batch, short: u64, event: &StoredEvent) -> Result<()> {
+        self.events.begin_change(short);
         EVENTS.put(batch, &short, event)?;
         ROOM_STREAM.put(batch, &(event.room_short, event.stream), &short)?;
         ROOM_TOPO.put(batch, &(event.room_short, event.depth, event.stream), &short)?;
@@ -161,9 +181,17 @@ impl Timeline {
         Ok(())
     }
 
-    /// Replaces an event's stored JSON (redaction), keeping its positions.
+    /// Replaces an event's stored JSON (redaction), keeping its positions. The caller must call
+    /// [`Timeline::committed`] once the batch is written (or failed); until then the event is
+    /// read from the store.
     pub fn replace(&self, batch: &mut Batch, short: u64, event: &StoredEvent) -> Result<()> {
+        self.events.begin_change(short);
         Ok(EVENTS.put(batch, &short, event)?)
+    }
+
+    /// Ends a change staged with [`Timeline::insert`] or [`Timeline::replace`].
+    pub fn committed(&self, short: u64) {
+        self.events.end_change(&short);
     }
 
     /// Events of one room with stream position in (after, up_to], newest first, at most `limit`.

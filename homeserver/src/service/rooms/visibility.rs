@@ -26,14 +26,14 @@ pub struct Viewer<'a> {
 impl Rooms {
     pub fn history_visibility(&self, state_group: u64) -> Result<String> {
         Ok(self
-            .state_event(state_group, "m.room.history_visibility", "")?
+            .state_event_shared(state_group, "m.room.history_visibility", "")?
             .and_then(|event| event.content().get("history_visibility").and_then(Value::as_str).map(str::to_owned))
             .unwrap_or_else(|| "shared".to_owned()))
     }
 
     fn membership_in(&self, state_group: u64, user: &UserId) -> Result<Option<String>> {
         Ok(self
-            .state_event(state_group, "m.room.member", user.as_str())?
+            .state_event_shared(state_group, "m.room.member", user.as_str())?
             .and_then(|event| event.content().get("membership").and_then(Value::as_str).map(str::to_owned)))
     }
 
@@ -44,7 +44,7 @@ impl Rooms {
         let mut next = self.membership.get(room_id.as_str(), user.as_str())?.map(|entry| entry.event_id);
         let mut steps = 0;
         while let Some(event_id) = next.take() {
-            let Some((_, event)) = self.event(&event_id)? else { break };
+            let Some((_, event)) = self.event_shared(&event_id)? else { break };
             if event.content().get("membership").and_then(Value::as_str) == Some("join") {
                 join_streams.push(event.stream);
             }
