@@ -762,29 +762,6 @@ impl TestServer {
         }
     }
 
-    /// Sends a request and reads the whole response.
-    pub async fn send(&self, builder: reqwest::RequestBuilder) -> Resp {
-        let response = builder
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("request failed: {e:#?}"));
-        Resp::read(response).await
-    }
-
-    pub async fn get(&self, path: &str, auth: &(impl AsToken + ?Sized)) -> Resp {
-        self.send(self.request(Method::GET, path, auth)).await
-    }
-
-    pub async fn post(&self, path: &str, auth: &(impl AsToken + ?Sized), body: &Value) -> Resp {
-        self.send(self.request(Method::POST, path, auth).json(body))
-            .await
-    }
-
-    pub async fn put(&self, path: &str, auth: &(impl AsToken + ?Sized), body: &Value) -> Resp {
-        self.send(self.request(Method::PUT, path, auth).json(body))
-            .await
-    }
-
     pub async fn delete(&self, path: &str, auth: &(impl AsToken + ?Sized), body: &Value) -> Resp {
         self.send(self.request(Method::DELETE, path, auth).json(body))
             .await
@@ -975,6 +952,68 @@ fn signal(pid: u32, sig: &str) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+/// Matrix canonical JSON (keys sorted, no insignificant whitespace), as signatures cover it:
+/// the tests check servers' signatures independently of the server crates.
+pub fn canonical_json(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let members: Vec<String> = keys
+                .into_iter()
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        serde_json::to_string(k).unwrap(),
+                        canonical_json(&map[k])
+                    )
+                })
+                .collect();
+            format!("{{{}}}", members.join(","))
+        }
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(canonical_json)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        other => serde_json::to_string(other).unwrap(),
+    }
+}
+
+/// What the Myelin and Synapse harnesses share: build a request to the server, send it, read
+/// the whole answer.
+#[allow(async_fn_in_trait)]
+pub trait HttpPeer {
+    fn request(&self, method: Method, path: &str, auth: &(impl AsToken + ?Sized)) -> reqwest::RequestBuilder;
+
+    /// Sends a request and reads the whole response.
+    async fn send(&self, builder: reqwest::RequestBuilder) -> Resp {
+        let response = builder.send().await.unwrap_or_else(|e| panic!("request failed: {e:#?}"));
+        Resp::read(response).await
+    }
+
+    async fn get(&self, path: &str, auth: &(impl AsToken + ?Sized)) -> Resp {
+        self.send(self.request(Method::GET, path, auth)).await
+    }
+
+    async fn post(&self, path: &str, auth: &(impl AsToken + ?Sized), body: &Value) -> Resp {
+        self.send(self.request(Method::POST, path, auth).json(body)).await
+    }
+
+    async fn put(&self, path: &str, auth: &(impl AsToken + ?Sized), body: &Value) -> Resp {
+        self.send(self.request(Method::PUT, path, auth).json(body)).await
+    }
+}
+
+impl HttpPeer for TestServer {
+    fn request(&self, method: Method, path: &str, auth: &(impl AsToken + ?Sized)) -> reqwest::RequestBuilder {
+        TestServer::request(self, method, path, auth)
+    }
 }
 
 #[cfg(test)]

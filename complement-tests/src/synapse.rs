@@ -30,6 +30,7 @@ use anyhow::{Context, bail};
 use serde_json::Map;
 use tempfile::TempDir;
 
+use super::HttpPeer;
 use super::{AsToken, Method, NoAuth, Resp, Session, StatusCode, Value, json};
 
 /// Synapse needs several seconds to start (imports, SQLite schema setup).
@@ -506,29 +507,6 @@ open("tls.key", "wb").write(key.private_bytes(serialization.Encoding.PEM,
         self.request_to(&self.url(), method, path, auth)
     }
 
-    /// Sends a request and reads the whole response.
-    pub async fn send(&self, builder: reqwest::RequestBuilder) -> Resp {
-        let response = builder
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("request to synapse failed: {e:#?}"));
-        Resp::read(response).await
-    }
-
-    pub async fn get(&self, path: &str, auth: &(impl AsToken + ?Sized)) -> Resp {
-        self.send(self.request(Method::GET, path, auth)).await
-    }
-
-    pub async fn post(&self, path: &str, auth: &(impl AsToken + ?Sized), body: &Value) -> Resp {
-        self.send(self.request(Method::POST, path, auth).json(body))
-            .await
-    }
-
-    pub async fn put(&self, path: &str, auth: &(impl AsToken + ?Sized), body: &Value) -> Resp {
-        self.send(self.request(Method::PUT, path, auth).json(body))
-            .await
-    }
-
     /// An unauthenticated GET on the federation listener
     /// ([`SynapseServer::federation_url`]), e.g. `/_matrix/key/v2/server`.
     pub async fn federation_get(&self, path: &str) -> Resp {
@@ -616,5 +594,11 @@ impl Drop for SynapseServer {
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
         }
+    }
+}
+
+impl super::HttpPeer for SynapseServer {
+    fn request(&self, method: Method, path: &str, auth: &(impl AsToken + ?Sized)) -> reqwest::RequestBuilder {
+        SynapseServer::request(self, method, path, auth)
     }
 }

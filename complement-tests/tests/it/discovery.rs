@@ -163,36 +163,6 @@ async fn capabilities() {
     }
 }
 
-/// Matrix canonical JSON: keys sorted, no insignificant whitespace.
-fn canonical_json(value: &Value) -> String {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            let members: Vec<String> = keys
-                .into_iter()
-                .map(|k| {
-                    format!(
-                        "{}:{}",
-                        serde_json::to_string(k).unwrap(),
-                        canonical_json(&map[k])
-                    )
-                })
-                .collect();
-            format!("{{{}}}", members.join(","))
-        }
-        Value::Array(items) => format!(
-            "[{}]",
-            items
-                .iter()
-                .map(canonical_json)
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-        other => serde_json::to_string(other).unwrap(),
-    }
-}
-
 /// Fetches `/_matrix/key/v2/server`, checks its shape and its self-signature,
 /// and returns `(key_id, public key)`.
 pub async fn fetch_and_verify_server_key(server: &TestServer) -> (String, String) {

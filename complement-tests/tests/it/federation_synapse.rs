@@ -2,6 +2,7 @@
 //! X-Matrix-signed requests after fetching and verifying the requester's signing key.
 
 use complement_tests::{
+    HttpPeer,
     ServerOptions, TestServer, free_port,
     synapse::{SynapseOptions, SynapseServer},
 };

@@ -11,36 +11,6 @@ use complement_tests::synapse::{SynapseOptions, SynapseServer};
 use complement_tests::*;
 use ed25519_dalek::{Signature, VerifyingKey};
 
-/// Matrix canonical JSON: keys sorted, no insignificant whitespace.
-fn canonical_json(value: &Value) -> String {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            let members: Vec<String> = keys
-                .into_iter()
-                .map(|k| {
-                    format!(
-                        "{}:{}",
-                        serde_json::to_string(k).unwrap(),
-                        canonical_json(&map[k])
-                    )
-                })
-                .collect();
-            format!("{{{}}}", members.join(","))
-        }
-        Value::Array(items) => format!(
-            "[{}]",
-            items
-                .iter()
-                .map(canonical_json)
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-        other => serde_json::to_string(other).unwrap(),
-    }
-}
-
 /// Checks a `/_matrix/key/v2/server` body the way a key fetcher must: the
 /// server name, `valid_until_ts` in the future, every `verify_keys` entry an
 /// unpadded-base64 ed25519 key, and the self-signature of every current key
