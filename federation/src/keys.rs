@@ -68,8 +68,9 @@ impl ServerSigningKey {
         signatures::sign_json(server_name, &self.pair, object).map_err(|e| Error::Json(e.to_string()))
     }
 
-    /// The ed25519 pair itself, for ruma's event hashing and signing (`crate::pdu`).
-    pub(crate) fn key_pair(&self) -> &Ed25519KeyPair {
+    /// The ed25519 pair itself, for ruma's event hashing and signing and its X-Matrix
+    /// request signing.
+    pub fn key_pair(&self) -> &Ed25519KeyPair {
         &self.pair
     }
 

@@ -6,7 +6,11 @@ use std::{net::IpAddr, time::Duration};
 
 use hickory_resolver::{TokioResolver, proto::rr::RData};
 use myelin_federation::discovery::{self, SrvRecord, Step};
-use ruma::ServerName;
+use ruma::{
+    ServerName,
+    api::{IncomingResponseExt, OutgoingRequest, OutgoingRequestExt, path_builder::SinglePath},
+};
+use ruma::api::federation::authentication::{ServerSignatures, XMatrixSigningInput};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -138,6 +142,43 @@ impl FederationClient {
         self.receive_json(server, path_and_query, self.http.get(&url).header(http::header::AUTHORIZATION, authorization)).await
     }
 
+    /// Sends a typed federation request (ruma's types give the path, method and body), signed
+    /// with X-Matrix, and parses the typed response. A Matrix error from the peer keeps its
+    /// errcode; a failure to reach it is 502.
+    pub async fn send<R>(&self, server: &ServerName, request: R) -> Result<R::IncomingResponse>
+    where
+        R: OutgoingRequest<Authentication = ServerSignatures, PathBuilder = SinglePath>,
+    {
+        let base = self.resolve(server).await?;
+        let input = XMatrixSigningInput::new(self.origin.clone(), server.to_owned(), self.key.key_pair());
+        let request: http::Request<Vec<u8>> = request
+            .try_into_http_request(&base, input, ())
+            .map_err(|e| Error::internal(format!("cannot build a request to {server}: {e}")))?;
+        let path = request.uri().path().to_owned();
+        let (parts, body) = request.into_parts();
+        let url = parts.uri.to_string();
+        let mut outbound = self.http.request(parts.method, url).headers(parts.headers).body(body);
+        if parts.uri.path().starts_with("/_matrix/federation/v2/send_join") || parts.uri.path().contains("/state") {
+            // Joins of big rooms and state snapshots can take long to compute and transfer.
+            outbound = outbound.timeout(Duration::from_secs(300));
+        }
+        let response = outbound.send().await.map_err(|e| unreachable_server(server, &e.to_string()))?;
+        let status = response.status();
+        if response.content_length().is_some_and(|length| length as usize > MAX_RESPONSE_BYTES) {
+            return Err(unreachable_server(server, "response too large"));
+        }
+        let body = response.bytes().await.map_err(|e| unreachable_server(server, &e.to_string()))?;
+        if body.len() > MAX_RESPONSE_BYTES {
+            return Err(unreachable_server(server, "response too large"));
+        }
+        if !status.is_success() {
+            return Err(remote_error(server, &path, status, &body));
+        }
+        let response = http::Response::builder().status(status).body(body.as_ref()).map_err(|e| Error::internal(e.to_string()))?;
+        R::IncomingResponse::try_from_http_response(response)
+            .map_err(|e| unreachable_server(server, &format!("{path}: unexpected response: {e}")))
+    }
+
     async fn receive_json(&self, server: &ServerName, path: &str, request: reqwest::RequestBuilder) -> Result<Value> {
         let response = request.send().await.map_err(|e| unreachable_server(server, &e.to_string()))?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
@@ -154,6 +195,20 @@ impl FederationClient {
             return Err(unreachable_server(server, "response too large"));
         }
         serde_json::from_slice(&body).map_err(|e| unreachable_server(server, &format!("invalid JSON: {e}")))
+    }
+}
+
+/// A peer's error answer, keeping its Matrix errcode where it sent one (a 403 `M_FORBIDDEN`
+/// from a resident server is the joining user's answer, not a gateway failure).
+fn remote_error(server: &ServerName, path: &str, status: http::StatusCode, body: &[u8]) -> Error {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let kind = parsed.as_ref().and_then(|v| serde_json::from_value::<ruma::api::error::ErrorKind>(v.clone()).ok());
+    let message = parsed.as_ref().and_then(|v| v.get("error")).and_then(Value::as_str).unwrap_or("no message");
+    match (status.as_u16(), kind) {
+        (400..=499, Some(kind)) if status != http::StatusCode::UNAUTHORIZED && status != http::StatusCode::TOO_MANY_REQUESTS => {
+            Error::matrix(status, kind, format!("{server}: {message}"))
+        }
+        _ => unreachable_server(server, &format!("{path} answered {status}: {message}")),
     }
 }
 

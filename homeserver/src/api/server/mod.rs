@@ -1,7 +1,10 @@
-//! The server-server API. Today: the key server, which federation builds on.
+//! The server-server API: keys, queries, transactions, membership and reading a room's past.
 
+mod events;
 mod key;
+mod membership;
 mod query;
+mod transactions;
 
 use axum::Router;
 use ruma::api::federation::discovery::{get_server_keys, get_server_version};
@@ -12,6 +15,7 @@ use crate::{
 };
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    let router = transactions::routes(membership::routes(events::routes(router)));
     router
         .ruma::<get_server_keys::v2::Request, _, _>(key::get_server_keys_route)
         .ruma::<get_server_version::v1::Request, _, _>(get_server_version_route)

@@ -13,6 +13,7 @@ pub mod state;
 pub mod timeline;
 mod create;
 mod directory;
+mod federation_read;
 mod filter;
 mod format;
 mod upgrade;
@@ -385,6 +386,7 @@ impl Rooms {
             txn: transaction.as_ref().map(|t| (t.device_id.clone(), t.txn_id.clone())),
             redacted_because: None,
             replaces_state,
+            outlier: false,
         };
         self.timeline.insert(&mut batch, event_short, &stored)?;
         // The new event replaces its parents as extremities; others remain (a fork).

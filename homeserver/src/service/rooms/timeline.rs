@@ -41,6 +41,12 @@ pub struct StoredEvent {
     /// For state events: the event this one replaced, for `unsigned.prev_content`.
     #[serde(default)]
     pub replaces_state: Option<String>,
+    /// An event we hold without its place in the room's graph (the state and auth chain a
+    /// join hands us, auth events fetched on demand): it is in no timeline index, has stream
+    /// position 0 and no state groups (0). It can serve as an auth or state event and be
+    /// fetched by ID, and is promoted to a timeline event if it later arrives as one.
+    #[serde(default)]
+    pub outlier: bool,
 }
 
 impl StoredEvent {
@@ -179,6 +185,13 @@ impl Timeline {
         ROOM_TOPO.put(batch, &(event.room_short, event.depth, event.stream), &short)?;
         STREAM.put(batch, &event.stream, &(event.room_short, short))?;
         Ok(())
+    }
+
+    /// Stages an outlier: the event by short ID only, in no timeline index. The caller must
+    /// call [`Timeline::committed`] once the batch is written (or failed).
+    pub fn insert_outlier(&self, batch: &mut Batch, short: u64, event: &StoredEvent) -> Result<()> {
+        self.events.begin_change(short);
+        Ok(EVENTS.put(batch, &short, event)?)
     }
 
     /// Replaces an event's stored JSON (redaction), keeping its positions. The caller must call
