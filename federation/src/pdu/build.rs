@@ -86,6 +86,26 @@ pub fn build_pdu_with_reference_hashes(
     key: &ServerSigningKey,
 ) -> Result<BuiltPdu> {
     let rules = room_version_rules(version)?;
+    let template_room_id = template.room_id.clone();
+    let mut json = prepare_pdu(version, template, reference_hashes, origin)?;
+    let event_id = hash_and_sign_with(&rules, &mut json, origin, key)?;
+    let room_id = match template_room_id {
+        Some(room_id) => room_id,
+        None => room_id_from_create_event_id(&event_id)?,
+    };
+    Ok(BuiltPdu { event_id, room_id, json })
+}
+
+/// The event of `template` in its room version's format, before hashing and signing: what a
+/// resident server answers to `make_join`/`make_leave`/`make_knock`, with `origin` the
+/// joining server (whose user is the sender and who will hash and sign it).
+pub fn prepare_pdu(
+    version: &RoomVersionId,
+    template: PduTemplate,
+    reference_hashes: &BTreeMap<OwnedEventId, String>,
+    origin: &ServerName,
+) -> Result<CanonicalJsonObject> {
+    let rules = room_version_rules(version)?;
     let is_create = template.event_type == "m.room.create";
     let room_id_is_derived = rules.authorization.room_create_event_id_as_room_id;
 
@@ -158,17 +178,7 @@ pub fn build_pdu_with_reference_hashes(
     if rules.event_id_format == EventIdFormatVersion::V1 {
         json.insert("event_id".to_owned(), random_event_id(origin).into());
     }
-
-    let event_id = hash_and_sign_with(&rules, &mut json, origin, key)?;
-    let room_id = match template.room_id {
-        Some(room_id) => room_id,
-        None => room_id_from_create_event_id(&event_id)?,
-    };
-    Ok(BuiltPdu {
-        event_id,
-        room_id,
-        json,
-    })
+    Ok(json)
 }
 
 /// Adds the content hash and this server's signature to a prepared PDU (e.g. the template a

@@ -27,7 +27,8 @@ use serde_json::value::RawValue as RawJsonValue;
 pub use self::{
     build::{
         BuiltPdu, PduTemplate, build_pdu, build_pdu_with_reference_hashes,
-        create_event_id_from_room_id, hash_and_sign_pdu, room_id_from_create_event_id, sign_pdu,
+        create_event_id_from_room_id, hash_and_sign_pdu, prepare_pdu, room_id_from_create_event_id,
+        sign_pdu,
     },
     client::{client_event, merge_unsigned},
     format::{Verified, check_pdu_format, redact_pdu, required_signing_servers, verify_pdu},

@@ -80,6 +80,11 @@ impl<T> Ruma<T> {
     pub fn sender(&self) -> Result<&AuthedUser> {
         self.sender.as_ref().ok_or_else(Error::missing_token)
     }
+
+    /// The server that signed a federation request.
+    pub fn origin(&self) -> Result<&ruma::ServerName> {
+        self.origin.as_deref().ok_or_else(|| Error::matrix(http::StatusCode::UNAUTHORIZED, ruma::api::error::ErrorKind::Unauthorized, "Missing X-Matrix signature"))
+    }
 }
 
 impl<T> FromRequest<AppState> for Ruma<T>

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 /// Sync's default timeline length, as Synapse's.
 const DEFAULT_TIMELINE_LIMIT: usize = 10;
 /// State events invite previews carry (the spec's recommended set).
-const INVITE_STATE_TYPES: &[&str] =
+pub const INVITE_STATE_TYPES: &[&str] =
     &["m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias", "m.room.encryption", "m.room.topic"];
 
 pub struct SyncRequest<'a> {
@@ -277,6 +277,14 @@ fn left_room(services: &Services, request: &SyncRequest<'_>, room_id: &RoomId, l
 /// event itself.
 fn stripped_state(services: &Services, membership_event_id: &str) -> Result<Vec<Value>> {
     let rooms = &services.rooms;
+    if let Some(preview) = rooms.remote_invite_state(membership_event_id)? {
+        // An invite to a room we do not hold: the inviting server sent its preview.
+        let mut events = preview;
+        if let Some((_, invite)) = rooms.event(membership_event_id)? {
+            events.push(super::rooms::Rooms::stripped_event(&invite));
+        }
+        return Ok(events);
+    }
     let Some((_, membership_event)) = rooms.event(membership_event_id)? else { return Ok(Vec::new()) };
     let mut events = Vec::new();
     for event_type in INVITE_STATE_TYPES {

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use ruma::{
-    OwnedRoomId, RoomAliasId, RoomId, UserId,
+    OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, UserId,
+    api::federation::query::get_room_information,
     api::client::membership::{
         ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
         joined_members, joined_rooms, kick_user, leave_room, unban_user,
@@ -51,16 +52,36 @@ async fn set_membership(
     Ok(())
 }
 
-async fn join(services: &Services, room_id: &RoomId, user: &UserId, reason: Option<String>) -> Result<()> {
-    if services.rooms.records.room(room_id.as_str())?.is_none() {
-        return Err(Error::not_found("Unknown room; joining rooms on other servers needs federation, which is not enabled yet"));
-    }
-    set_membership(services, room_id, user, user, "join", reason, false).await
+/// Whether one of our users is in the room, so we hold its current state and can change
+/// memberships locally; otherwise they go through a server that is in it.
+fn resident(services: &Services, room_id: &RoomId) -> Result<bool> {
+    Ok(services.rooms.records.room(room_id.as_str())?.is_some()
+        && services.rooms.joined_servers(room_id)?.iter().any(|server| *server == services.server_name))
 }
 
-fn resolve_alias(services: &Services, alias: &RoomAliasId) -> Result<OwnedRoomId> {
+async fn join(services: &Services, room_id: &RoomId, user: &UserId, reason: Option<String>, via: &[OwnedServerName]) -> Result<()> {
+    if resident(services, room_id)? {
+        return set_membership(services, room_id, user, user, "join", reason, false).await;
+    }
+    let servers = services.federation_rooms.join_candidates(room_id, user, via)?;
+    if servers.iter().all(|server| *server == services.server_name) {
+        return Err(Error::not_found("Unknown room"));
+    }
+    services.federation_rooms.join_remote(room_id, user, &servers).await
+}
+
+/// A room alias's room and the servers to join it through: ours from the directory, others'
+/// by asking their server.
+async fn resolve_alias(services: &Services, alias: &RoomAliasId) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
+    if alias.server_name() != services.server_name {
+        let answer = services
+            .federation
+            .send(alias.server_name(), get_room_information::v1::Request::new(alias.to_owned()))
+            .await?;
+        return Ok((answer.room_id, answer.servers));
+    }
     let room_id = services.rooms.records.alias(alias.as_str())?.ok_or_else(|| Error::not_found("Room alias not found"))?;
-    RoomId::parse(room_id).map_err(|e| Error::internal(e.to_string()))
+    Ok((RoomId::parse(room_id).map_err(|e| Error::internal(e.to_string()))?, Vec::new()))
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/join`
@@ -70,7 +91,7 @@ pub async fn join_room_by_id_route(
 ) -> Result<RumaResponse<join_room_by_id::v3::Response>> {
     let user = request.sender()?.user_id.clone();
     let body = request.body;
-    join(&services, &body.room_id, &user, body.reason).await?;
+    join(&services, &body.room_id, &user, body.reason, &[]).await?;
     Ok(RumaResponse(join_room_by_id::v3::Response::new(body.room_id)))
 }
 
@@ -81,11 +102,12 @@ pub async fn join_room_by_id_or_alias_route(
 ) -> Result<RumaResponse<join_room_by_id_or_alias::v3::Response>> {
     let user = request.sender()?.user_id.clone();
     let body = request.body;
-    let room_id = match <&RoomId>::try_from(&*body.room_id_or_alias) {
-        Ok(room_id) => room_id.to_owned(),
-        Err(alias) => resolve_alias(&services, alias)?,
+    let (room_id, mut servers) = match <&RoomId>::try_from(&*body.room_id_or_alias) {
+        Ok(room_id) => (room_id.to_owned(), Vec::new()),
+        Err(alias) => resolve_alias(&services, alias).await?,
     };
-    join(&services, &room_id, &user, body.reason).await?;
+    servers.splice(0..0, body.via);
+    join(&services, &room_id, &user, body.reason, &servers).await?;
     Ok(RumaResponse(join_room_by_id_or_alias::v3::Response::new(room_id)))
 }
 
@@ -100,7 +122,16 @@ pub async fn invite_user_route(
         return Err(Error::forbidden("Third-party invites are not supported"));
     };
     if !services.users.is_local(&recipient.user_id) {
-        return Err(Error::forbidden("Inviting users of other servers needs federation, which is not enabled yet"));
+        let current = services.rooms.membership.membership(body.room_id.as_str(), recipient.user_id.as_str())?;
+        if matches!(current.as_deref(), Some("join" | "ban")) {
+            return Err(Error::forbidden(format!("{} is {} in the room", recipient.user_id, current.unwrap_or_default())));
+        }
+        let mut content = json!({ "membership": "invite" });
+        if let Some(reason) = recipient.reason {
+            content["reason"] = json!(reason);
+        }
+        services.federation_rooms.invite_remote(&body.room_id, &sender, &recipient.user_id, content).await?;
+        return Ok(RumaResponse(invite_user::v3::Response::new()));
     }
     if !services.users.exists(&recipient.user_id)? {
         return Err(Error::not_found("Unknown user"));
@@ -125,6 +156,12 @@ pub async fn leave_room_route(
         // Leaving twice is harmless; leaving a room one never knew is not.
         Some(_) => return Ok(RumaResponse(leave_room::v3::Response::new())),
         None => return Err(Error::forbidden("You are not a member of this room")),
+    }
+    if !resident(&services, &body.room_id)? {
+        // Declining an invite to (or withdrawing a knock on) a room held elsewhere.
+        let servers = services.federation_rooms.join_candidates(&body.room_id, &user, &[])?;
+        services.federation_rooms.leave_remote(&body.room_id, &user, &servers).await?;
+        return Ok(RumaResponse(leave_room::v3::Response::new()));
     }
     set_membership(&services, &body.room_id, &user, &user, "leave", body.reason, false).await?;
     Ok(RumaResponse(leave_room::v3::Response::new()))

@@ -15,6 +15,7 @@ mod create;
 mod directory;
 mod federation_read;
 mod filter;
+mod remote;
 mod format;
 mod upgrade;
 pub mod tokens;
@@ -43,12 +44,13 @@ pub use self::{
     create::{Preset, RoomSpec},
     membership::{Membership, MembershipEntry},
     records::{Records, RoomRecord},
+    remote::{Received, StateBefore},
     short::ShortIds,
     state::StateStore,
     timeline::{StoredEvent, StreamPositions, Timeline},
     visibility::Viewer,
 };
-use super::notifier::Notifier;
+use super::{federation_sender::FederationSender, notifier::Notifier};
 use crate::{
     error::{Error, Result},
     util::now_millis,
@@ -56,7 +58,7 @@ use crate::{
 
 /// Every table of the room engine.
 pub fn tables() -> impl Iterator<Item = &'static str> {
-    [short::TABLES, state::TABLES, timeline::TABLES, membership::TABLES, records::TABLES].into_iter().flatten().copied()
+    [short::TABLES, state::TABLES, timeline::TABLES, membership::TABLES, records::TABLES, remote::TABLES].into_iter().flatten().copied()
 }
 
 /// The largest PDU the spec allows, in canonical JSON bytes.
@@ -104,6 +106,35 @@ struct Append<'a> {
     parents: Option<Vec<OwnedEventId>>,
 }
 
+/// Where a checked event goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placement {
+    /// A new event at the room's edge: timeline, extremities, current state, sync.
+    Live,
+    /// An older event fetched to fill history: `/messages` only.
+    Backfilled,
+}
+
+/// An event that passed its checks, ready for [`Rooms::commit`].
+struct Checked<'a> {
+    room_id: OwnedRoomId,
+    /// The room as it stands, or `None` for a create event.
+    record: Option<RoomRecord>,
+    event_id: OwnedEventId,
+    json: CanonicalJsonObject,
+    pdu: Pdu,
+    draft: EventDraft,
+    sender: &'a UserId,
+    transaction: Option<Transaction>,
+    prev_events: Vec<OwnedEventId>,
+    state_before: Option<u64>,
+    depth: u64,
+    placement: Placement,
+    /// Rebuild the membership index from the state after the event (a join over federation
+    /// brings a whole room's members at once).
+    reindex_members: bool,
+}
+
 #[derive(Clone)]
 pub struct Rooms {
     db: Database,
@@ -120,6 +151,8 @@ pub struct Rooms {
     /// Parsed PDUs by event ID, for auth checks (which read the same few auth events on
     /// every append). Only redaction changes a stored PDU.
     pdus: cache::SharedCache<OwnedEventId, Pdu>,
+    /// Where our events go to reach the other servers in their rooms.
+    outbound: Option<FederationSender>,
 }
 
 /// PDUs kept parsed in memory for auth checks.
@@ -149,7 +182,15 @@ impl Rooms {
             db,
             server_name,
             signing_key,
+            outbound: None,
         }
+    }
+
+    /// Sends our events to the other servers in their rooms through `sender`.
+    #[must_use]
+    pub fn with_outbound(mut self, sender: FederationSender) -> Self {
+        self.outbound = Some(sender);
+        self
     }
 
     pub fn server_name(&self) -> &ruma::ServerName {
@@ -291,6 +332,27 @@ impl Rooms {
     /// Builds, authorises, persists and announces one event. The caller holds the room lock
     /// (or is creating the room, which nobody else can name yet).
     async fn append_locked(&self, version: &RoomVersionId, append: Append<'_>) -> Result<(OwnedRoomId, OwnedEventId)> {
+        let (batch, checked) = self.prepare_local(version, append)?;
+        let room_id = checked.room_id.clone();
+        let event_id = checked.event_id.clone();
+        self.commit(batch, version, checked).await?;
+        Ok((room_id, event_id))
+    }
+
+    /// Builds a local event without storing it, for an invite that the invited user's server
+    /// must countersign first. It is checked against the room's current state.
+    pub async fn build_local(&self, room_id: &RoomId, sender: &UserId, draft: EventDraft) -> Result<(RoomVersionId, Pdu)> {
+        let lock = self.room_lock(room_id.as_str());
+        let _guard = lock.lock().await;
+        let record = self.room(room_id)?;
+        let version = self.room_version(&record)?;
+        let append = Append { room_id: Some(room_id.to_owned()), record: Some(record), sender, draft, transaction: None, parents: None };
+        let (_, checked) = self.prepare_local(&version, append)?;
+        Ok((version, checked.pdu))
+    }
+
+    /// Builds, signs and authorises a local event, staging any state resolution it needs.
+    fn prepare_local<'a>(&self, version: &RoomVersionId, append: Append<'a>) -> Result<(Batch, Checked<'a>)> {
         let Append { room_id, record, sender, draft, transaction, parents } = append;
         let mut batch = Batch::new();
         // The parents are the forward extremities (whose resolved state is the room's current
@@ -359,13 +421,39 @@ impl Rooms {
         };
         check_auth(version, &pdu, |id: &EventId| self.pdu_of(id), fetch_state)
             .map_err(|e| Error::forbidden(e.to_string()))?;
+        let checked = Checked {
+            room_id: built.room_id.clone(),
+            record,
+            event_id: built.event_id,
+            json: built.json,
+            pdu,
+            draft,
+            sender,
+            transaction,
+            prev_events,
+            state_before,
+            depth,
+            placement: Placement::Live,
+            reindex_members: false,
+        };
+        Ok((batch, checked))
+    }
 
-        let room_id = built.room_id.clone();
+    /// Stores an event that passed its checks (built here, or received and checked), moves the
+    /// room's extremities and state, updates the membership index, applies redactions, and
+    /// wakes whoever it concerns. Returns the event's stream position.
+    async fn commit(&self, mut batch: Batch, version: &RoomVersionId, checked: Checked<'_>) -> Result<u64> {
+        let Checked { room_id, record, event_id, json, pdu, draft, sender, transaction, prev_events, state_before, depth, placement, reindex_members } = checked;
+        let current_state = |event_type: &str, state_key: &str| -> Option<String> {
+            let group = state_before?;
+            let key = self.short.state_key(&(event_type.to_owned(), state_key.to_owned())).ok()??;
+            self.short.event_id(*self.state.load(group).ok()?.get(&key)?).ok()
+        };
         let room_short = match &record {
             Some(record) => record.short,
             None => self.short.intern_room(&mut batch, room_id.as_str())?,
         };
-        let event_short = self.short.intern_event(&mut batch, built.event_id.as_str())?;
+        let event_short = self.short.intern_event(&mut batch, event_id.as_str())?;
         let ticket = self.stream.allocate()?;
         let (state_after, replaces_state) = match &draft.state_key {
             Some(state_key) => {
@@ -376,9 +464,9 @@ impl Rooms {
             None => (state_before.ok_or_else(|| Error::internal("a room must start with a state event"))?, None),
         };
         let stored = StoredEvent {
-            event_id: built.event_id.to_string(),
+            event_id: event_id.to_string(),
             room_short,
-            pdu: serde_json::to_value(&built.json).map_err(|e| Error::internal(e.to_string()))?,
+            pdu: serde_json::to_value(&json).map_err(|e| Error::internal(e.to_string()))?,
             stream: ticket.position,
             depth,
             state_before: state_before.unwrap_or(state_after),
@@ -388,19 +476,28 @@ impl Rooms {
             replaces_state,
             outlier: false,
         };
+        if placement == Placement::Backfilled {
+            // History from before what we hold: reachable by /messages, never new to sync, and
+            // no extremity (later events already point past it).
+            self.timeline.insert_backfilled(&mut batch, event_short, &stored)?;
+            let written = self.db.write_async(batch).await;
+            self.timeline.committed(event_short);
+            written?;
+            return Ok(ticket.position);
+        }
         self.timeline.insert(&mut batch, event_short, &stored)?;
         // The new event replaces its parents as extremities; others remain (a fork).
         let mut forward_extremities: Vec<String> = record
             .as_ref()
             .map(|r| r.forward_extremities.iter().filter(|id| !prev_events.iter().any(|p| p.as_str() == id.as_str())).cloned().collect())
             .unwrap_or_default();
-        forward_extremities.push(built.event_id.to_string());
+        forward_extremities.push(event_id.to_string());
         let current_state_group = if forward_extremities.len() == 1 {
             state_after
         } else {
             let mut groups = Vec::new();
             for id in &forward_extremities {
-                if id == built.event_id.as_str() {
+                if id == event_id.as_str() {
                     groups.push(state_after);
                 } else if let Some((_, event)) = self.event(id)? {
                     groups.push(event.state_after);
@@ -423,24 +520,24 @@ impl Rooms {
             && let Some(target) = &draft.state_key
         {
             let membership = draft.content.get("membership").and_then(Value::as_str).unwrap_or("leave").to_owned();
-            let entry = MembershipEntry { membership, event_id: built.event_id.to_string(), stream: ticket.position };
+            let entry = MembershipEntry { membership, event_id: event_id.to_string(), stream: ticket.position };
             self.membership.set(&mut batch, room_id.as_str(), target, &entry)?;
             membership_changes += 1;
             also_notify.push(target.clone());
         }
-        if current_state_group != state_after {
+        if current_state_group != state_after || reindex_members {
             // State resolution may have overruled memberships (a ban beating a concurrent join):
             // the indexes follow the resolved state, not the order events arrived in.
-            membership_changes += self.reconcile_membership(&mut batch, room_id.as_str(), current_state_group, (&built.event_id, &draft, event_short), ticket.position)?;
+            membership_changes += self.reconcile_membership(&mut batch, room_id.as_str(), current_state_group, (&event_id, &draft, event_short), ticket.position)?;
         }
         if let Some(txn) = &transaction {
-            self.records.put_txn(&mut batch, sender.as_str(), &txn.device_id, &txn.txn_id, built.event_id.as_str())?;
+            self.records.put_txn(&mut batch, sender.as_str(), &txn.device_id, &txn.txn_id, event_id.as_str())?;
         }
         let mut redacted = None;
         if draft.event_type == "m.room.redaction"
             && let Some(target) = &draft.redacts
         {
-            redacted = self.stage_redaction(&mut batch, version, target, &built.event_id, sender)?;
+            redacted = self.stage_redaction(&mut batch, version, target, &event_id, sender)?;
         }
         let written = self.db.write_async(batch).await;
         // Written or not, the staged changes are settled: caches may read them again.
@@ -461,8 +558,37 @@ impl Rooms {
             .map(|(user, _)| user.as_str())
             .chain(also_notify.iter().map(String::as_str));
         self.notifier.notify(interested, position);
-        tracing::debug!(room_id = %room_id, event_id = %built.event_id, event_type = %draft.event_type, "appended");
-        Ok((room_id, built.event_id))
+        tracing::debug!(room_id = %room_id, event_id = %event_id, event_type = %draft.event_type, "appended");
+        if sender.server_name() == self.server_name {
+            self.send_to_room_servers(&room_id, &draft, &json).await;
+        }
+        Ok(position)
+    }
+
+    /// Queues one of our events for every other server in the room, and for the server of a
+    /// user it removes (kick, ban), who is no longer "in the room" to receive it otherwise.
+    async fn send_to_room_servers(&self, room_id: &RoomId, draft: &EventDraft, json: &CanonicalJsonObject) {
+        let Some(outbound) = &self.outbound else { return };
+        let mut destinations = match self.joined_servers(room_id) {
+            Ok(servers) => servers,
+            Err(error) => {
+                tracing::error!(%room_id, %error, "cannot list the room's servers to send an event to");
+                return;
+            }
+        };
+        let removes_member = draft.event_type == "m.room.member"
+            && matches!(draft.content.get("membership").and_then(Value::as_str), Some("leave" | "ban"));
+        if removes_member
+            && let Some(target) = draft.state_key.as_deref().and_then(|key| UserId::parse(key).ok())
+            && !destinations.iter().any(|s| s == target.server_name())
+        {
+            destinations.push(target.server_name().to_owned());
+        }
+        // The event is stored; a failure here is retried by no one, so it must be loud. Peers
+        // still reach the event through the prev_events of our next one.
+        if let Err(error) = outbound.enqueue_pdu(destinations, json).await {
+            tracing::error!(%room_id, %error, "cannot queue an event for federation");
+        }
     }
 
     /// Applies a redaction to its target, if the target is in this room and the redacter may

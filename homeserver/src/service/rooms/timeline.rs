@@ -187,6 +187,15 @@ impl Timeline {
         Ok(())
     }
 
+    /// Stages an event fetched to fill a room's history: in the topological index that
+    /// `/messages` reads, not in the stream indexes sync reads (it is old news). The caller
+    /// must call [`Timeline::committed`] once the batch is written (or failed).
+    pub fn insert_backfilled(&self, batch: &mut Batch, short: u64, event: &StoredEvent) -> Result<()> {
+        self.events.begin_change(short);
+        EVENTS.put(batch, &short, event)?;
+        Ok(ROOM_TOPO.put(batch, &(event.room_short, event.depth, event.stream), &short)?)
+    }
+
     /// Stages an outlier: the event by short ID only, in no timeline index. The caller must
     /// call [`Timeline::committed`] once the batch is written (or failed).
     pub fn insert_outlier(&self, batch: &mut Batch, short: u64, event: &StoredEvent) -> Result<()> {
