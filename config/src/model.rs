@@ -273,6 +273,17 @@ config_section! {
         /// Default: false.
         pub allow_private_addresses: bool = false,
 
+        /// Delay in milliseconds before the first retry of a transaction to a
+        /// server that could not be reached; it doubles with each further
+        /// failure, up to `retry_max_ms` (with ±10% jitter).
+        /// Default: 2000 (2 seconds).
+        pub retry_initial_ms: u64 = 2000,
+
+        /// Longest delay in milliseconds between retries of a transaction to
+        /// an unreachable server.
+        /// Default: 600000 (10 minutes).
+        pub retry_max_ms: u64 = 600_000,
+
         /// Placeholder for the federation ACL, not enforced yet: server names
         /// that will be allowed to federate with this server.
         /// Default: [] (none listed).

@@ -37,6 +37,10 @@ impl Server {
         let federation_listen = federation_listen_addr(&config)?;
         let db = Database::open_rocksdb(&config.database_path, &service::catalog())?;
         let services = Arc::new(Services::build(config.clone(), db)?);
+        // Resumes delivery of what was queued for other servers before a restart.
+        if config.federation.enabled {
+            services.sender.start();
+        }
         // Loaded (or generated) before binding anything, so a bad certificate fails fast.
         let federation_tls = match federation_listen {
             Some(_) => Some(tls::server_config(&config)?),
@@ -138,6 +142,8 @@ impl ServerHandle {
                 Some(Err(e)) => tracing::warn!(error = %e, "{listener} server task failed"),
             }
         }
+        // Its workers hold the database; they must be gone before it can be reopened.
+        self.services.sender.shutdown().await;
         self.services.db.flush()?;
         tracing::info!("Myelin stopped");
         Ok(())

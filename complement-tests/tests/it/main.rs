@@ -8,6 +8,8 @@
 mod admin;
 mod discovery;
 mod errors;
+mod federation_rooms;
+mod federation_read;
 mod federation_synapse;
 mod lifecycle;
 mod other_clients;

@@ -5,6 +5,8 @@
 
 pub mod account_data;
 pub mod federation_client;
+pub mod federation_rooms;
+pub mod federation_sender;
 pub mod filters;
 pub mod notifier;
 pub mod password;
@@ -39,6 +41,7 @@ pub fn catalog() -> Catalog {
         .into_iter()
         .chain(account_data::TABLES.iter().copied())
         .chain(remote_keys::TABLES.iter().copied())
+        .chain(federation_sender::TABLES.iter().copied())
         .chain(rooms::tables())
         .fold(Catalog::new(SCHEMA_VERSION), Catalog::table)
 }
@@ -63,6 +66,8 @@ pub struct Services {
     pub push_rules: push_rules::PushRules,
     pub remote_keys: remote_keys::RemoteKeys,
     pub federation: federation_client::FederationClient,
+    pub sender: federation_sender::FederationSender,
+    pub federation_rooms: federation_rooms::Federation,
     pub filters: filters::Filters,
     pub rate_limits: RateLimits,
     pub shared_secret: shared_secret::SharedSecretRegistration,
@@ -84,14 +89,36 @@ impl Services {
             config.federation.verify_tls,
             config.federation.allow_private_addresses,
         )?;
+        let sender = federation_sender::FederationSender::new(
+            db.clone(),
+            federation.clone(),
+            server_name.clone(),
+            std::time::Duration::from_millis(config.federation.retry_initial_ms),
+            std::time::Duration::from_millis(config.federation.retry_max_ms),
+        );
+        let remote_keys = remote_keys::RemoteKeys::new(db.clone(), server_name.clone(), signing_key.clone(), federation.clone());
+        let rooms = rooms::Rooms::new(db.clone(), server_name.clone(), signing_key.clone(), stream.clone(), notifier.clone())
+            .with_outbound(sender.clone());
+        let users = users::Users::new(db.clone(), server_name.clone(), passwords);
+        let federation_rooms = federation_rooms::Federation::new(
+            server_name.clone(),
+            signing_key.clone(),
+            rooms.clone(),
+            users.clone(),
+            remote_keys.clone(),
+            federation.clone(),
+            sender.clone(),
+        );
         Ok(Self {
-            remote_keys: remote_keys::RemoteKeys::new(db.clone(), server_name.clone(), signing_key.clone(), federation.clone()),
+            sender,
+            federation_rooms,
+            remote_keys,
             federation,
-            rooms: rooms::Rooms::new(db.clone(), server_name.clone(), signing_key.clone(), stream.clone(), notifier.clone()),
+            rooms,
             account_data: account_data::AccountData::new(db.clone(), stream.clone(), notifier.clone()),
             push_rules: push_rules::PushRules::new(account_data::AccountData::new(db.clone(), stream, notifier)),
             signing_key,
-            users: users::Users::new(db.clone(), server_name.clone(), passwords),
+            users,
             sessions: sessions::Sessions::new(db.clone(), config.sessions.clone()),
             uiaa: uiaa::Uiaa::default(),
             filters: filters::Filters::new(db.clone()),

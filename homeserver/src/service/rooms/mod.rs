@@ -130,9 +130,6 @@ struct Checked<'a> {
     state_before: Option<u64>,
     depth: u64,
     placement: Placement,
-    /// Rebuild the membership index from the state after the event (a join over federation
-    /// brings a whole room's members at once).
-    reindex_members: bool,
 }
 
 #[derive(Clone)]
@@ -434,7 +431,6 @@ impl Rooms {
             state_before,
             depth,
             placement: Placement::Live,
-            reindex_members: false,
         };
         Ok((batch, checked))
     }
@@ -443,7 +439,7 @@ impl Rooms {
     /// room's extremities and state, updates the membership index, applies redactions, and
     /// wakes whoever it concerns. Returns the event's stream position.
     async fn commit(&self, mut batch: Batch, version: &RoomVersionId, checked: Checked<'_>) -> Result<u64> {
-        let Checked { room_id, record, event_id, json, pdu, draft, sender, transaction, prev_events, state_before, depth, placement, reindex_members } = checked;
+        let Checked { room_id, record, event_id, json, pdu, draft, sender, transaction, prev_events, state_before, depth, placement } = checked;
         let current_state = |event_type: &str, state_key: &str| -> Option<String> {
             let group = state_before?;
             let key = self.short.state_key(&(event_type.to_owned(), state_key.to_owned())).ok()??;
@@ -525,7 +521,7 @@ impl Rooms {
             membership_changes += 1;
             also_notify.push(target.clone());
         }
-        if current_state_group != state_after || reindex_members {
+        if current_state_group != state_after {
             // State resolution may have overruled memberships (a ban beating a concurrent join):
             // the indexes follow the resolved state, not the order events arrived in.
             membership_changes += self.reconcile_membership(&mut batch, room_id.as_str(), current_state_group, (&event_id, &draft, event_short), ticket.position)?;

@@ -70,14 +70,16 @@ impl Rooms {
         };
         let staged = self.stage_outliers(&mut batch, room_short, pdus)?;
         let written = self.db.write_async(batch).await;
-        for short in staged {
+        for (_, short) in staged {
             self.timeline.committed(short);
         }
         written?;
         Ok(())
     }
 
-    fn stage_outliers(&self, batch: &mut Batch, room_short: u64, pdus: &[Pdu]) -> Result<Vec<u64>> {
+    /// Stages the events we do not hold yet as outliers; returns the short IDs it staged, by
+    /// event ID (not readable from the store until the batch is written).
+    fn stage_outliers(&self, batch: &mut Batch, room_short: u64, pdus: &[Pdu]) -> Result<Vec<(OwnedEventId, u64)>> {
         let mut staged = Vec::new();
         let mut seen = HashSet::new();
         for pdu in pdus {
@@ -99,7 +101,7 @@ impl Rooms {
                 outlier: true,
             };
             self.timeline.insert_outlier(batch, short, &stored)?;
-            staged.push(short);
+            staged.push((pdu.event_id().to_owned(), short));
         }
         Ok(staged)
     }
@@ -179,7 +181,6 @@ impl Rooms {
                     state_before: Some(state_before),
                     depth: pdu.depth(),
                     placement,
-                    reindex_members: false,
                     record: Some(record),
                     pdu: pdu.clone(),
                 },
@@ -192,7 +193,7 @@ impl Rooms {
         let mut batch = Batch::new();
         let staged = self.stage_outliers(&mut batch, room_short, std::slice::from_ref(pdu))?;
         let written = self.db.write_async(batch).await;
-        for short in staged {
+        for (_, short) in staged {
             self.timeline.committed(short);
         }
         written?;
@@ -214,9 +215,11 @@ impl Rooms {
         let all: Vec<Pdu> = auth_chain.iter().chain(state.iter()).cloned().collect();
         let staged = self.stage_outliers(&mut batch, room_short, &all)?;
         // Shorts staged in this batch are not readable yet: resolve them from what we staged.
-        let mut staged_shorts: HashMap<OwnedEventId, u64> = HashMap::new();
+        let mut staged_shorts: HashMap<OwnedEventId, u64> = staged.iter().cloned().collect();
         for pdu in &all {
-            if let Some(short) = self.short.event(pdu.event_id().as_str())? {
+            if !staged_shorts.contains_key(pdu.event_id())
+                && let Some(short) = self.short.event(pdu.event_id().as_str())?
+            {
                 staged_shorts.insert(pdu.event_id().to_owned(), short);
             }
         }
@@ -231,6 +234,16 @@ impl Rooms {
             by_key.insert(key, pdu.clone());
         }
         let group = self.state.create_from_full(&mut batch, None, &full)?;
+        // The room's members, indexed from the state we were handed (the events are staged in
+        // this batch, so the engine's own reindexing could not read them yet).
+        let mut members_staged = 0;
+        for pdu in by_key.values().filter(|pdu| pdu.event_type().to_string() == "m.room.member") {
+            let Some(member) = pdu.state_key() else { continue };
+            let membership = draft_of(pdu).content.get("membership").and_then(Value::as_str).unwrap_or("leave").to_owned();
+            let entry = MembershipEntry { membership, event_id: pdu.event_id().to_string(), stream: 0 };
+            self.membership.set(&mut batch, room_id.as_str(), member, &entry)?;
+            members_staged += 1;
+        }
         let by_id: HashMap<OwnedEventId, Pdu> = all.iter().map(|pdu| (pdu.event_id().to_owned(), pdu.clone())).collect();
         let fetch_event = |id: &EventId| by_id.get(id).cloned().or_else(|| self.pdu_of(id));
         check_auth(version, &join, fetch_event, |event_type: &StateEventType, state_key: &str| {
@@ -260,12 +273,12 @@ impl Rooms {
                     state_before: Some(group),
                     depth: join.depth(),
                     placement: Placement::Live,
-                    reindex_members: true,
                     pdu: join.clone(),
                 },
             )
             .await;
-        for short in staged {
+        self.membership.committed(room_id.as_str(), members_staged);
+        for (_, short) in staged {
             self.timeline.committed(short);
         }
         result
@@ -330,7 +343,7 @@ impl Rooms {
         self.membership.set(&mut batch, room_id.as_str(), &target, &entry)?;
         let written = self.db.write_async(batch).await;
         self.membership.committed(room_id.as_str(), 1);
-        for short in staged {
+        for (_, short) in staged {
             self.timeline.committed(short);
         }
         written?;
@@ -361,7 +374,7 @@ impl Rooms {
         self.membership.set(&mut batch, room_id.as_str(), user.as_str(), &entry)?;
         let written = self.db.write_async(batch).await;
         self.membership.committed(room_id.as_str(), 1);
-        for short in staged {
+        for (_, short) in staged {
             self.timeline.committed(short);
         }
         written?;
