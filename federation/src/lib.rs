@@ -10,10 +10,12 @@
 //! * [`pdu`]: building, identifying, verifying, redacting and client-formatting room events.
 //! * [`auth`]: auth event selection and the authorization rules.
 //! * [`state_res`]: state resolution (v2 through ruma, v1 here) and auth chains.
+//! * [`acl`]: server ACLs (`m.room.server_acl`): which servers may take part in a room.
 //! * [`xmatrix`]: signing and verifying the `X-Matrix` authorization of federation requests.
 //! * [`discovery`]: the decisions of server name resolution (`.well-known`, SRV, port 8448),
 //!   the `.well-known` cache lifetime, and which IP addresses outbound requests must avoid.
 
+pub mod acl;
 pub mod auth;
 pub mod discovery;
 mod error;
