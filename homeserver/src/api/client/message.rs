@@ -133,9 +133,20 @@ pub async fn get_message_events_route(
     let mut chunk = Vec::new();
     let mut cursor = from;
     let mut exhausted = limit == 0;
+    let mut backfilled = false;
     // Invisible or filtered events are skipped without counting; keep reading pages until the
-    // chunk is full or the room (or `to`) ends.
-    while chunk.len() < limit && !exhausted {
+    // chunk is full or the room (or `to`) ends. Going back past the oldest event we hold, ask
+    // the other servers in the room for more history, once per request.
+    loop {
+        if exhausted && !backfilled && to.is_none() && body.dir == Direction::Backward && chunk.len() < limit {
+            backfilled = true;
+            if services.federation_rooms.backfill(&body.room_id, limit - chunk.len()).await.unwrap_or(0) > 0 {
+                exhausted = false;
+            }
+        }
+        if chunk.len() >= limit || exhausted {
+            break;
+        }
         let page = services.rooms.timeline.room_topological(record.short, cursor, direction, limit)?;
         exhausted = page.len() < limit;
         for (position, short) in page {

@@ -67,6 +67,7 @@ impl Federation {
             return Err((None, Error::not_found(format!("not in room {room_id}"))));
         };
         let version = self.rooms.room_version(&record).map_err(|e| (None, e))?;
+        self.rooms.ensure_server_allowed(&record, origin).map_err(|e| (None, e))?;
         let pdu = self.verify_event(&version, json).await.map_err(|e| (None, e))?;
         let event_id = pdu.event_id().to_owned();
         self.handle_pdu(origin, &room_id, &version, pdu).await.map_err(|e| (Some(event_id.clone()), e))?;
@@ -140,7 +141,7 @@ impl Federation {
 
     /// Fetches (from `origin`) and stores as outliers the auth events of `pdu` that we lack,
     /// and theirs, each checked against its own auth events.
-    async fn fetch_auth_events(&self, origin: &ServerName, room_id: &RoomId, version: &RoomVersionId, pdu: &Pdu) -> Result<()> {
+    pub(super) async fn fetch_auth_events(&self, origin: &ServerName, room_id: &RoomId, version: &RoomVersionId, pdu: &Pdu) -> Result<()> {
         let mut wanted: Vec<OwnedEventId> = pdu.auth_event_ids().to_vec();
         let mut fetched: Vec<Pdu> = Vec::new();
         let mut seen = HashSet::new();

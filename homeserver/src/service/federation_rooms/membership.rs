@@ -247,7 +247,7 @@ impl Federation {
         if user.server_name() != origin {
             return Err(Error::forbidden("The user is not a user of the requesting server"));
         }
-        self.ensure_resident(room_id)?;
+        self.ensure_resident(room_id, origin)?;
         let record = self.rooms.room(room_id)?;
         let version = self.rooms.room_version(&record)?;
         if let Some(supported) = supported_versions
@@ -304,7 +304,7 @@ impl Federation {
     /// `send_join`/`send_leave` as the resident server: checks the signed membership event
     /// and stores it; a join returns the state the joining server needs.
     pub async fn receive_membership(&self, origin: &ServerName, room_id: &RoomId, event_id: &EventId, raw: &RawValue, membership: &str) -> Result<Option<JoinedState>> {
-        self.ensure_resident(room_id)?;
+        self.ensure_resident(room_id, origin)?;
         let record = self.rooms.room(room_id)?;
         let version = self.rooms.room_version(&record)?;
         let mut json = canonical_object(raw)?;
@@ -353,11 +353,15 @@ impl Federation {
     }
 
     /// We can only answer for a room if one of our users is in it.
-    fn ensure_resident(&self, room_id: &RoomId) -> Result<()> {
-        if self.rooms.records.room(room_id.as_str())?.is_none() || !self.rooms.joined_servers(room_id)?.iter().any(|s| *s == self.server_name) {
+    /// and the room's server ACL must admit the requesting server.
+    fn ensure_resident(&self, room_id: &RoomId, origin: &ServerName) -> Result<()> {
+        let Some(record) = self.rooms.records.room(room_id.as_str())? else {
+            return Err(Error::not_found("This server is not in that room"));
+        };
+        if !self.rooms.joined_servers(room_id)?.iter().any(|s| *s == self.server_name) {
             return Err(Error::not_found("This server is not in that room"));
         }
-        Ok(())
+        self.rooms.ensure_server_allowed(&record, origin)
     }
 
     /// Servers to reach a room through, for a local user about to join it: those given, the

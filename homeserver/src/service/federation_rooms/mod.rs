@@ -6,6 +6,7 @@
 //! sans-I/O `myelin_federation`; this service does the I/O around them: fetching keys and
 //! events from peers, and storing what passed through the room engine.
 
+mod backfill;
 mod inbound;
 mod membership;
 

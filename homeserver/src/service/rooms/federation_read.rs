@@ -354,15 +354,21 @@ impl GraphWalk {
 
 /// Access checks for one requesting server.
 impl Rooms {
+    /// 403 `M_FORBIDDEN` if the room's current server ACL refuses `origin`.
+    pub fn ensure_server_allowed(&self, record: &RoomRecord, origin: &ServerName) -> Result<()> {
+        let acl = self.state_event_shared(record.current_state_group, "m.room.server_acl", "")?;
+        if !is_server_allowed(acl.as_ref().map(|event| event.content()), origin.as_str()) {
+            return Err(Error::forbidden("Server is banned from this room by its server ACL"));
+        }
+        Ok(())
+    }
+
     /// The room (404 if unknown) as `origin` may read it: 403 if the room's server ACL
     /// refuses `origin`.
     fn server_reader(&self, room_id: &RoomId, origin: &ServerName) -> Result<ServerReader> {
         let record = self.room(room_id)?;
         let version = self.room_version(&record)?;
-        let acl = self.state_event_shared(record.current_state_group, "m.room.server_acl", "")?;
-        if !is_server_allowed(acl.as_ref().map(|event| event.content()), origin.as_str()) {
-            return Err(Error::forbidden("Server is banned from this room by its server ACL"));
-        }
+        self.ensure_server_allowed(&record, origin)?;
         let mut member_keys = Vec::new();
         for (user, _) in self.membership.members(room_id.as_str())?.iter() {
             let of_origin = UserId::parse(user.as_str()).is_ok_and(|user| user.server_name() == origin);
