@@ -61,3 +61,49 @@ async fn myelin_and_synapse_answer_each_others_signed_profile_queries() {
         .await;
     assert_eq!(missing.status, 404, "{:?}", missing.body);
 }
+
+#[tokio::test]
+async fn each_server_lists_the_others_public_rooms_over_federation() {
+    let synapse_port = free_port();
+    // Synapse keeps its directory from other servers unless told otherwise.
+    let synapse = SynapseServer::start(
+        SynapseOptions::new()
+            .server_name(&format!("127.0.0.1:{synapse_port}"))
+            .federation_port(synapse_port)
+            .config("allow_public_rooms_over_federation", json!(true))
+            .config("room_list_publication_rules", json!([{"action": "allow"}])),
+    )
+    .await;
+    let myelin = federating_myelin().await;
+    let alice = synapse.register("alice", "pw").await;
+    let bob = myelin.register("bob", "pw").await;
+    let on_synapse = synapse
+        .post("/_matrix/client/v3/createRoom", &alice, &json!({"preset": "public_chat", "visibility": "public", "name": "Synapse lobby"}))
+        .await;
+    assert_eq!(on_synapse.status, 200, "{:?}", on_synapse.body);
+    let on_myelin = myelin
+        .post("/_matrix/client/v3/createRoom", &bob, &json!({"preset": "public_chat", "visibility": "public", "name": "Myelin lobby"}))
+        .await;
+    assert_eq!(on_myelin.status, 200, "{:?}", on_myelin.body);
+
+    let names = |body: &serde_json::Value| -> Vec<String> {
+        body["chunk"].as_array().into_iter().flatten().filter_map(|room| room["name"].as_str().map(ToOwned::to_owned)).collect()
+    };
+    // Myelin asks Synapse (GET), then Synapse asks Myelin (POST with a search term).
+    let synapse_name = synapse.server_name().to_owned();
+    // Synapse fills its directory from room statistics it updates in the background.
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        let listed = myelin.get(&format!("/_matrix/client/v3/publicRooms?server={}", encode(&synapse_name)), &bob).await;
+        seen = names(listed.ok());
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(seen, vec!["Synapse lobby".to_owned()], "{}", myelin.all_logs());
+    let listed = synapse
+        .post(&format!("/_matrix/client/v3/publicRooms?server={}", encode(myelin.server_name())), &alice, &json!({"filter": {"generic_search_term": "lobby"}}))
+        .await;
+    assert_eq!(names(listed.ok()), vec!["Myelin lobby".to_owned()], "{}", synapse.logs());
+}

@@ -8,9 +8,7 @@ use ruma::{
         directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
         room::{Visibility, aliases},
     },
-    directory::PublicRoomsChunk,
 };
-use serde_json::Value;
 
 use crate::{
     error::{Error, Result},
@@ -111,62 +109,25 @@ pub async fn set_room_visibility_route(
     Ok(RumaResponse(set_room_visibility::v3::Response::new()))
 }
 
-/// A page of the directory: listed rooms matching `search`, most members first. Tokens are
-/// offsets (`o<n>`), which is enough for a directory of this size.
-struct DirectoryPage {
-    chunk: Vec<PublicRoomsChunk>,
-    next: Option<String>,
-    prev: Option<String>,
-    total: usize,
-}
-
-fn directory_page(services: &Services, search: Option<&str>, since: Option<&str>, limit: Option<UInt>) -> Result<DirectoryPage> {
-    let offset = match since {
-        None => 0,
-        Some(token) => token
-            .strip_prefix('o')
-            .and_then(|n| n.parse::<usize>().ok())
-            .ok_or_else(|| Error::invalid_param("Invalid pagination token"))?,
-    };
-    let limit = limit.map_or(100, |l| usize::try_from(u64::from(l)).unwrap_or(100)).clamp(1, 500);
-    let needle = search.map(str::to_lowercase).filter(|s| !s.is_empty());
-    let mut chunks = Vec::new();
-    for room_id in services.rooms.records.published_rooms()? {
-        let Ok(room) = RoomId::parse(&room_id) else { continue };
-        let chunk = services.rooms.public_chunk(&room)?;
-        if let Some(needle) = &needle {
-            let text = ["name", "topic", "canonical_alias"]
-                .iter()
-                .filter_map(|k| chunk.get(*k).and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join(" ")
-                .to_lowercase();
-            if !text.contains(needle.as_str()) {
-                continue;
-            }
-        }
-        chunks.push(chunk);
-    }
-    chunks.sort_by_key(|c| std::cmp::Reverse(c["num_joined_members"].as_u64().unwrap_or(0)));
-    let total = chunks.len();
-    let page: Vec<PublicRoomsChunk> = chunks
-        .into_iter()
-        .skip(offset)
-        .take(limit)
-        .map(|c| serde_json::from_value(c).map_err(|e| Error::internal(e.to_string())))
-        .collect::<Result<_>>()?;
-    let next = (offset + page.len() < total).then(|| format!("o{}", offset + page.len()));
-    let prev = (offset > 0).then(|| format!("o{}", offset.saturating_sub(limit)));
-    Ok(DirectoryPage { chunk: page, next, prev, total })
-}
-
 /// `GET /_matrix/client/v3/publicRooms`
 pub async fn get_public_rooms_route(
     State(services): State<AppState>,
     request: Ruma<get_public_rooms::v3::Request>,
 ) -> Result<RumaResponse<get_public_rooms::v3::Response>> {
     let body = &request.body;
-    let page = directory_page(&services, None, body.since.as_deref(), body.limit)?;
+    if let Some(server) = body.server.as_ref().filter(|server| **server != services.server_name) {
+        // Another server's directory, asked for over federation.
+        let mut remote = ruma::api::federation::directory::get_public_rooms::v1::Request::new();
+        remote.limit = body.limit;
+        remote.since = body.since.clone();
+        let answer = services.federation.send(server, remote).await?;
+        let mut response = get_public_rooms::v3::Response::new(answer.chunk);
+        response.next_batch = answer.next_batch;
+        response.prev_batch = answer.prev_batch;
+        response.total_room_count_estimate = answer.total_room_count_estimate;
+        return Ok(RumaResponse(response));
+    }
+    let page = services.rooms.directory_page(None, body.since.as_deref(), body.limit)?;
     let mut response = get_public_rooms::v3::Response::new(page.chunk);
     response.next_batch = page.next;
     response.prev_batch = page.prev;
@@ -180,7 +141,20 @@ pub async fn get_public_rooms_filtered_route(
     request: Ruma<get_public_rooms_filtered::v3::Request>,
 ) -> Result<RumaResponse<get_public_rooms_filtered::v3::Response>> {
     let body = &request.body;
-    let page = directory_page(&services, body.filter.generic_search_term.as_deref(), body.since.as_deref(), body.limit)?;
+    if let Some(server) = body.server.as_ref().filter(|server| **server != services.server_name) {
+        let mut remote = ruma::api::federation::directory::get_public_rooms_filtered::v1::Request::new();
+        remote.limit = body.limit;
+        remote.since = body.since.clone();
+        remote.filter = body.filter.clone();
+        let answer = services.federation.send(server, remote).await?;
+        let mut response = get_public_rooms_filtered::v3::Response::new();
+        response.chunk = answer.chunk;
+        response.next_batch = answer.next_batch;
+        response.prev_batch = answer.prev_batch;
+        response.total_room_count_estimate = answer.total_room_count_estimate;
+        return Ok(RumaResponse(response));
+    }
+    let page = services.rooms.directory_page(body.filter.generic_search_term.as_deref(), body.since.as_deref(), body.limit)?;
     let mut response = get_public_rooms_filtered::v3::Response::new();
     response.chunk = page.chunk;
     response.next_batch = page.next;

@@ -1,7 +1,13 @@
-//! The room directory over federation: `GET /_matrix/federation/v1/query/directory`.
+//! The room directory over federation: `query/directory` and `publicRooms`.
 
 use axum::{Router, extract::State};
-use ruma::api::federation::query::get_room_information;
+use ruma::{
+    UInt,
+    api::federation::{
+        directory::{get_public_rooms, get_public_rooms_filtered},
+        query::get_room_information,
+    },
+};
 
 use crate::{
     error::Result,
@@ -9,7 +15,41 @@ use crate::{
 };
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router.ruma::<get_room_information::v1::Request, _, _>(get_room_information_route)
+    router
+        .ruma::<get_room_information::v1::Request, _, _>(get_room_information_route)
+        .ruma::<get_public_rooms::v1::Request, _, _>(get_public_rooms_route)
+        .ruma::<get_public_rooms_filtered::v1::Request, _, _>(get_public_rooms_filtered_route)
+}
+
+/// `GET /_matrix/federation/v1/publicRooms`: our public room directory, for other servers'
+/// users.
+async fn get_public_rooms_route(
+    State(services): State<AppState>,
+    request: Ruma<get_public_rooms::v1::Request>,
+) -> Result<RumaResponse<get_public_rooms::v1::Response>> {
+    let body = &request.body;
+    let page = services.rooms.directory_page(None, body.since.as_deref(), body.limit)?;
+    let mut response = get_public_rooms::v1::Response::new();
+    response.chunk = page.chunk;
+    response.next_batch = page.next;
+    response.prev_batch = page.prev;
+    response.total_room_count_estimate = UInt::new(page.total as u64);
+    Ok(RumaResponse(response))
+}
+
+/// `POST /_matrix/federation/v1/publicRooms`: the same, with a search term.
+async fn get_public_rooms_filtered_route(
+    State(services): State<AppState>,
+    request: Ruma<get_public_rooms_filtered::v1::Request>,
+) -> Result<RumaResponse<get_public_rooms_filtered::v1::Response>> {
+    let body = &request.body;
+    let page = services.rooms.directory_page(body.filter.generic_search_term.as_deref(), body.since.as_deref(), body.limit)?;
+    let mut response = get_public_rooms_filtered::v1::Response::new();
+    response.chunk = page.chunk;
+    response.next_batch = page.next;
+    response.prev_batch = page.prev;
+    response.total_room_count_estimate = UInt::new(page.total as u64);
+    Ok(RumaResponse(response))
 }
 
 /// `GET /_matrix/federation/v1/query/directory?room_alias=`: the room a local alias names and

@@ -1,6 +1,6 @@
 //! What the public room directory shows about a room, and alias management.
 
-use ruma::{RoomId, UserId};
+use ruma::{RoomId, UInt, UserId, directory::PublicRoomsChunk};
 use serde_json::{Value, json};
 
 use super::Rooms;
@@ -139,5 +139,56 @@ impl Rooms {
             return Err(Error::forbidden("You do not have the power to redact other users' events"));
         }
         Ok(())
+    }
+}
+
+/// A page of the directory: listed rooms matching `search`, most members first. Tokens are
+/// offsets (`o<n>`), which is enough for a directory of this size.
+pub struct DirectoryPage {
+    pub chunk: Vec<PublicRoomsChunk>,
+    pub next: Option<String>,
+    pub prev: Option<String>,
+    pub total: usize,
+}
+
+impl Rooms {
+    pub fn directory_page(&self, search: Option<&str>, since: Option<&str>, limit: Option<UInt>) -> Result<DirectoryPage> {
+        let offset = match since {
+            None => 0,
+            Some(token) => token
+                .strip_prefix('o')
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| Error::invalid_param("Invalid pagination token"))?,
+        };
+        let limit = limit.map_or(100, |l| usize::try_from(u64::from(l)).unwrap_or(100)).clamp(1, 500);
+        let needle = search.map(str::to_lowercase).filter(|s| !s.is_empty());
+        let mut chunks = Vec::new();
+        for room_id in self.records.published_rooms()? {
+            let Ok(room) = RoomId::parse(&room_id) else { continue };
+            let chunk = self.public_chunk(&room)?;
+            if let Some(needle) = &needle {
+                let text = ["name", "topic", "canonical_alias"]
+                    .iter()
+                    .filter_map(|k| chunk.get(*k).and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .to_lowercase();
+                if !text.contains(needle.as_str()) {
+                    continue;
+                }
+            }
+            chunks.push(chunk);
+        }
+        chunks.sort_by_key(|c| std::cmp::Reverse(c["num_joined_members"].as_u64().unwrap_or(0)));
+        let total = chunks.len();
+        let page: Vec<PublicRoomsChunk> = chunks
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|c| serde_json::from_value(c).map_err(|e| Error::internal(e.to_string())))
+            .collect::<Result<_>>()?;
+        let next = (offset + page.len() < total).then(|| format!("o{}", offset + page.len()));
+        let prev = (offset > 0).then(|| format!("o{}", offset.saturating_sub(limit)));
+        Ok(DirectoryPage { chunk: page, next, prev, total })
     }
 }

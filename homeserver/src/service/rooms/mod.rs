@@ -42,6 +42,7 @@ use serde_json::Value;
 pub use self::{
     filter::event_matches,
     create::{Preset, RoomSpec},
+    directory::DirectoryPage,
     membership::{Membership, MembershipEntry},
     records::{Records, RoomRecord},
     remote::{Received, StateBefore},
