@@ -3,7 +3,7 @@
 
 use complement_tests::{
     HttpPeer,
-    ServerOptions, TestServer, free_port,
+    ServerOptions, Session, TestServer, free_port,
     synapse::{SynapseOptions, SynapseServer},
 };
 use serde_json::json;
@@ -106,4 +106,54 @@ async fn each_server_lists_the_others_public_rooms_over_federation() {
         .post(&format!("/_matrix/client/v3/publicRooms?server={}", encode(myelin.server_name())), &alice, &json!({"filter": {"generic_search_term": "lobby"}}))
         .await;
     assert_eq!(names(listed.ok()), vec!["Myelin lobby".to_owned()], "{}", synapse.logs());
+}
+
+/// `who` knocks on `room` held by the other server, which then shows the knock; the room's
+/// creator lets them in with an invite and they join.
+async fn knock_across(home: &impl HttpPeer, creator: &Session, away: &impl HttpPeer, guest: &Session, logs: impl Fn() -> String) {
+    let created = home
+        .post("/_matrix/client/v3/createRoom", creator, &json!({"room_version": "12", "preset": "private_chat", "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}]}))
+        .await;
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let room = created.body["room_id"].as_str().unwrap_or_default().to_owned();
+    let home_name = creator.user_id.split_once(':').map(|(_, s)| s.to_owned()).unwrap_or_default();
+    let knocked = away.post(&format!("/_matrix/client/v3/knock/{}?via={}", encode(&room), encode(&home_name)), guest, &json!({"reason": "let me in"})).await;
+    assert_eq!(knocked.status, 200, "knock: {:?}\n{}", knocked.body, logs());
+    let member_path = format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", encode(&room), encode(&guest.user_id));
+    let mut membership = String::new();
+    for _ in 0..50 {
+        membership = home.get(&member_path, creator).await.body["membership"].as_str().unwrap_or_default().to_owned();
+        if membership == "knock" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(membership, "knock", "{}", logs());
+    let invited = home.post(&format!("/_matrix/client/v3/rooms/{}/invite", encode(&room)), creator, &json!({"user_id": guest.user_id})).await;
+    assert_eq!(invited.status, 200, "{:?}", invited.body);
+    let mut joined = None;
+    for _ in 0..50 {
+        let attempt = away.post(&format!("/_matrix/client/v3/join/{}?via={}", encode(&room), encode(&home_name)), guest, &json!({})).await;
+        if attempt.status == 200 {
+            joined = Some(attempt);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(joined.is_some(), "the invited knocker could not join\n{}", logs());
+}
+
+#[tokio::test]
+async fn knocking_works_across_myelin_and_synapse_both_ways() {
+    let synapse_port = free_port();
+    let synapse = SynapseServer::start(
+        SynapseOptions::new().server_name(&format!("127.0.0.1:{synapse_port}")).federation_port(synapse_port),
+    )
+    .await;
+    let myelin = federating_myelin().await;
+    let alice = synapse.register("alice", "pw").await;
+    let bob = myelin.register("bob", "pw").await;
+    let logs = || format!("--- myelin ---\n{}\n--- synapse ---\n{}", myelin.all_logs(), synapse.logs());
+    knock_across(&synapse, &alice, &myelin, &bob, logs).await;
+    knock_across(&myelin, &bob, &synapse, &alice, logs).await;
 }

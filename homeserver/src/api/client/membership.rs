@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use ruma::{
     OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, UserId,
-    api::federation::query::get_room_information,
+    api::{client::knock::knock_room, federation::query::get_room_information},
     api::client::membership::{
         ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
         joined_members, joined_rooms, kick_user, leave_room, unban_user,
@@ -142,6 +142,31 @@ pub async fn invite_user_route(
     }
     set_membership(&services, &body.room_id, &sender, &recipient.user_id, "invite", recipient.reason, false).await?;
     Ok(RumaResponse(invite_user::v3::Response::new()))
+}
+
+/// `POST /_matrix/client/v3/knock/{roomIdOrAlias}`: asks to be let into a room whose join
+/// rule allows knocking, here or through a server in it.
+pub async fn knock_room_route(
+    State(services): State<AppState>,
+    request: Ruma<knock_room::v3::Request>,
+) -> Result<RumaResponse<knock_room::v3::Response>> {
+    let user = request.sender()?.user_id.clone();
+    let body = request.body;
+    let (room_id, mut servers) = match <&RoomId>::try_from(&*body.room_id_or_alias) {
+        Ok(room_id) => (room_id.to_owned(), Vec::new()),
+        Err(alias) => resolve_alias(&services, alias).await?,
+    };
+    if matches!(services.rooms.membership.membership(room_id.as_str(), user.as_str())?.as_deref(), Some("join" | "ban")) {
+        return Err(Error::forbidden("You are already in (or banned from) this room"));
+    }
+    if resident(&services, &room_id)? {
+        set_membership(&services, &room_id, &user, &user, "knock", body.reason, false).await?;
+    } else {
+        servers.splice(0..0, body.via);
+        let servers = services.federation_rooms.join_candidates(&room_id, &user, &servers)?;
+        services.federation_rooms.knock_remote(&room_id, &user, &servers).await?;
+    }
+    Ok(RumaResponse(knock_room::v3::Response::new(room_id)))
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/leave`

@@ -59,6 +59,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<c::membership::join_room_by_id_or_alias::v3::Request, _, _>(membership::join_room_by_id_or_alias_route)
         .ruma::<c::membership::invite_user::v3::Request, _, _>(membership::invite_user_route)
         .ruma::<c::membership::leave_room::v3::Request, _, _>(membership::leave_room_route)
+        .ruma::<c::knock::knock_room::v3::Request, _, _>(membership::knock_room_route)
         .ruma::<c::membership::forget_room::v3::Request, _, _>(membership::forget_room_route)
         .ruma::<c::membership::kick_user::v3::Request, _, _>(membership::kick_user_route)
         .ruma::<c::membership::ban_user::v3::Request, _, _>(membership::ban_user_route)

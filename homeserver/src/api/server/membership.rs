@@ -1,8 +1,11 @@
 //! Membership over federation as the resident server: `make_join`/`send_join`,
-//! `make_leave`/`send_leave`, and `invite` as the invited server.
+//! `make_leave`/`send_leave`, `make_knock`/`send_knock`, and `invite` as the invited server.
 
 use axum::{Router, extract::State};
-use ruma::api::federation::membership::{create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event};
+use ruma::api::federation::membership::{
+    create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event, prepare_knock_event,
+    prepare_leave_event,
+};
 
 use crate::{
     error::{Error, Result},
@@ -16,6 +19,32 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<prepare_leave_event::v1::Request, _, _>(make_leave_route)
         .ruma::<create_leave_event::v2::Request, _, _>(send_leave_route)
         .ruma::<create_invite::v2::Request, _, _>(invite_route)
+        .ruma::<prepare_knock_event::v1::Request, _, _>(make_knock_route)
+        .ruma::<create_knock_event::v1::Request, _, _>(send_knock_route)
+}
+
+/// `GET /_matrix/federation/v1/make_knock/{roomId}/{userId}`
+async fn make_knock_route(
+    State(services): State<AppState>,
+    request: Ruma<prepare_knock_event::v1::Request>,
+) -> Result<RumaResponse<prepare_knock_event::v1::Response>> {
+    let origin = request.origin()?.to_owned();
+    let body = request.body;
+    let (version, event) =
+        services.federation_rooms.membership_template_for(&origin, &body.room_id, &body.user_id, "knock", Some(&body.ver)).await?;
+    Ok(RumaResponse(prepare_knock_event::v1::Response::new(version, event)))
+}
+
+/// `PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}`
+async fn send_knock_route(
+    State(services): State<AppState>,
+    request: Ruma<create_knock_event::v1::Request>,
+) -> Result<RumaResponse<create_knock_event::v1::Response>> {
+    let origin = request.origin()?.to_owned();
+    let body = request.body;
+    services.federation_rooms.receive_membership(&origin, &body.room_id, &body.event_id, &body.pdu, "knock").await?;
+    let preview = services.federation_rooms.room_preview(&body.room_id)?;
+    Ok(RumaResponse(create_knock_event::v1::Response::new(preview)))
 }
 
 /// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}`

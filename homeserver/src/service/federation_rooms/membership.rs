@@ -11,7 +11,10 @@ use myelin_federation::{
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, OwnedServerName, RoomId, RoomVersionId,
     ServerName, UserId,
-    api::federation::membership::{RawStrippedState, create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event},
+    api::federation::membership::{
+        RawStrippedState, create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event,
+        prepare_knock_event, prepare_leave_event,
+    },
 };
 use serde_json::{Value, json, value::RawValue};
 
@@ -138,6 +141,40 @@ impl Federation {
         out
     }
 
+    /// Knocks on a room we do not hold: `make_knock`, sign, `send_knock`; the answer's room
+    /// preview is kept for the user's sync.
+    pub async fn knock_remote(&self, room_id: &RoomId, user: &UserId, servers: &[OwnedServerName]) -> Result<()> {
+        let mut last_error = Error::not_found("No server to knock through");
+        for server in dedup_servers(servers, &self.server_name) {
+            let attempt = async {
+                let mut request = prepare_knock_event::v1::Request::new(room_id.to_owned(), user.to_owned());
+                request.ver = supported_room_versions().to_vec();
+                let template = self.client.send(&server, request).await?;
+                let version = template.room_version;
+                if !is_supported_room_version(&version) {
+                    return Err(incompatible_room_version(&version, format!("Room version {version} is not supported")));
+                }
+                let (event_id, json) = self.sign_membership_template(&version, &template.event, user, "knock")?;
+                let answer = self.client.send(&server, create_knock_event::v1::Request::new(room_id.to_owned(), event_id.clone(), to_raw(&json)?)).await?;
+                let knock = Pdu::for_version(&version, event_id, json)?;
+                let preview = answer.knock_room_state.iter().filter_map(stripped_from_raw).collect();
+                self.rooms.store_remote_membership(room_id, &knock, "knock", preview).await
+            };
+            match attempt.await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::info!(%server, %room_id, %error, "remote knock failed");
+                    let refused = matches!(&error, Error::Matrix { status, .. } if *status == http::StatusCode::FORBIDDEN);
+                    last_error = error;
+                    if refused {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last_error)
+    }
+
     /// Leaves a room we do not hold (declining an invite, withdrawing a knock) through the
     /// server that invited us, or any of `servers`.
     pub async fn leave_remote(&self, room_id: &RoomId, user: &UserId, servers: &[OwnedServerName]) -> Result<()> {
@@ -166,7 +203,7 @@ impl Federation {
     /// invite (`/invite`), then it is stored and sent to the room like any local event.
     pub async fn invite_remote(&self, room_id: &RoomId, sender: &UserId, invitee: &UserId, content: Value) -> Result<()> {
         let (version, invite) = self.rooms.build_local(room_id, sender, EventDraft::state("m.room.member", invitee.as_str(), content)).await?;
-        let invite_room_state = self.invite_room_state(room_id)?;
+        let invite_room_state = self.room_preview(room_id)?;
         let request = create_invite::v2::Request::new(
             room_id.to_owned(),
             invite.event_id().to_owned(),
@@ -190,8 +227,8 @@ impl Federation {
         }
     }
 
-    /// The room's public face for an invite preview, as full PDUs (spec v1.16).
-    fn invite_room_state(&self, room_id: &RoomId) -> Result<Vec<RawStrippedState>> {
+    /// The room's public face for an invite or knock preview, as full PDUs (spec v1.16).
+    pub fn room_preview(&self, room_id: &RoomId) -> Result<Vec<RawStrippedState>> {
         let record = self.rooms.room(room_id)?;
         let mut out = Vec::new();
         for event_type in crate::service::sync::INVITE_STATE_TYPES {
@@ -230,7 +267,7 @@ impl Federation {
         let room_held_with_us_in_it = self.rooms.records.room(request.room_id.as_str())?.is_some()
             && self.rooms.joined_servers(&request.room_id)?.iter().any(|s| *s == self.server_name);
         if !room_held_with_us_in_it {
-            self.rooms.store_remote_invite(&request.room_id, &signed, stripped).await?;
+            self.rooms.store_remote_membership(&request.room_id, &signed, "invite", stripped).await?;
         }
         to_raw(&json)
     }

@@ -329,13 +329,13 @@ impl Rooms {
         Ok((version, json))
     }
 
-    /// Records an invite of a local user to a room we do not hold: the invite event (signed
-    /// by both servers) as an outlier, the stripped state that came with it for the invite
-    /// preview, and the membership that puts it in the user's sync.
-    pub async fn store_remote_invite(&self, room_id: &RoomId, invite: &Pdu, stripped_state: Vec<Value>) -> Result<()> {
+    /// Records an invite of a local user to (or their knock on) a room we do not hold: the
+    /// membership event as an outlier, the room preview that came with it, and the membership
+    /// that puts it in the user's sync.
+    pub async fn store_remote_membership(&self, room_id: &RoomId, invite: &Pdu, membership: &str, stripped_state: Vec<Value>) -> Result<()> {
         let lock = self.room_lock(room_id.as_str());
         let _guard = lock.lock().await;
-        let target = invite.state_key().ok_or_else(|| Error::bad_json("An invite must have a state_key"))?.to_owned();
+        let target = invite.state_key().ok_or_else(|| Error::bad_json("A membership event must have a state_key"))?.to_owned();
         let mut batch = Batch::new();
         let room_short = match self.short.room(room_id.as_str())? {
             Some(short) => short,
@@ -344,7 +344,7 @@ impl Rooms {
         let staged = self.stage_outliers(&mut batch, room_short, std::slice::from_ref(invite))?;
         INVITE_STATE.put(&mut batch, &invite.event_id().to_string(), &stripped_state)?;
         let ticket = self.stream.allocate()?;
-        let entry = MembershipEntry { membership: "invite".to_owned(), event_id: invite.event_id().to_string(), stream: ticket.position };
+        let entry = MembershipEntry { membership: membership.to_owned(), event_id: invite.event_id().to_string(), stream: ticket.position };
         self.membership.set(&mut batch, room_id.as_str(), &target, &entry)?;
         let written = self.db.write_async(batch).await;
         self.membership.committed(room_id.as_str(), 1);
@@ -358,7 +358,7 @@ impl Rooms {
         Ok(())
     }
 
-    /// The stripped state that came with an invite over federation, if it did.
+    /// The room preview that came with an invite or knock over federation, if it did.
     pub fn remote_invite_state(&self, invite_event_id: &str) -> Result<Option<Vec<Value>>> {
         Ok(INVITE_STATE.get(&self.db, &invite_event_id.to_owned())?)
     }
