@@ -27,6 +27,47 @@ pub struct FederationClient {
     /// The system's DNS resolver for SRV records; `None` where none is configured, and SRV
     /// steps then find nothing (resolution falls back to port 8448, the spec's last step).
     dns: Option<TokioResolver>,
+    resolutions: ResolutionCache,
+}
+
+/// Resolved base URLs by server name, each until its `.well-known` lifetime ends, and the
+/// consecutive `.well-known` failures per server (whose cache lifetime grows with each).
+#[derive(Clone, Default)]
+struct ResolutionCache {
+    entries: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<ruma::OwnedServerName, (String, std::time::Instant)>>>,
+    failures: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<ruma::OwnedServerName, u32>>>,
+}
+
+impl ResolutionCache {
+    fn fresh(&self, server: &ServerName) -> Option<String> {
+        let entries = self.entries.lock().ok()?;
+        entries.get(server).filter(|(_, until)| *until > std::time::Instant::now()).map(|(base, _)| base.clone())
+    }
+
+    fn insert(&self, server: &ServerName, base: String, lifetime: Duration) {
+        if let Ok(mut entries) = self.entries.lock() {
+            // Bounded: expired entries go first once the map grows.
+            if entries.len() > 10_000 {
+                let now = std::time::Instant::now();
+                entries.retain(|_, (_, until)| *until > now);
+            }
+            entries.insert(server.to_owned(), (base, std::time::Instant::now() + lifetime));
+        }
+    }
+
+    fn succeeded(&self, server: &ServerName) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(server);
+        }
+    }
+
+    /// How long to cache this server's latest `.well-known` failure.
+    fn failure_ttl(&self, server: &ServerName) -> Duration {
+        let Ok(mut failures) = self.failures.lock() else { return discovery::well_known_error_ttl(1) };
+        let count = failures.entry(server.to_owned()).or_default();
+        *count = count.saturating_add(1);
+        discovery::well_known_error_ttl(*count)
+    }
 }
 
 impl FederationClient {
@@ -51,11 +92,25 @@ impl FederationClient {
                 None
             }
         };
-        Ok(Self { http, allow_private_addresses, origin, key, dns })
+        Ok(Self { http, allow_private_addresses, origin, key, dns, resolutions: ResolutionCache::default() })
     }
 
-    /// The base URL (`https://host:port`) at which `server` serves its federation API.
+    /// The base URL (`https://host:port`) at which `server` serves its federation API, from
+    /// the cache while its `.well-known` answer (or failure) is fresh.
     pub async fn resolve(&self, server: &ServerName) -> Result<String> {
+        if let Some(base) = self.resolutions.fresh(server) {
+            return Ok(base);
+        }
+        let mut lifetime = None;
+        let base = self.discover(server, &mut lifetime).await?;
+        if let Some(lifetime) = lifetime {
+            self.resolutions.insert(server, base.clone(), lifetime);
+        }
+        Ok(base)
+    }
+
+    /// Runs discovery; `lifetime` is set when a `.well-known` lookup made it worth caching.
+    async fn discover(&self, server: &ServerName, lifetime: &mut Option<Duration>) -> Result<String> {
         let mut step = discovery::plan(server);
         loop {
             step = match step {
@@ -70,7 +125,14 @@ impl FederationClient {
                     return Ok(format!("https://{host}:{port}"));
                 }
                 Step::FetchWellKnown { url } => {
-                    let delegated = self.fetch_well_known(&url).await;
+                    let (delegated, ttl) = match self.fetch_well_known(&url).await {
+                        Some((delegated, ttl)) => {
+                            self.resolutions.succeeded(server);
+                            (Some(delegated), ttl)
+                        }
+                        None => (None, self.resolutions.failure_ttl(server)),
+                    };
+                    *lifetime = Some(ttl);
                     discovery::after_well_known(server, delegated.as_deref())
                 }
                 Step::LookupSrv(lookup) => {
@@ -100,13 +162,15 @@ impl FederationClient {
             .collect()
     }
 
-    async fn fetch_well_known(&self, url: &str) -> Option<ruma::OwnedServerName> {
+    /// The server name `.well-known` delegates to and how long that answer stays fresh.
+    async fn fetch_well_known(&self, url: &str) -> Option<(ruma::OwnedServerName, Duration)> {
         let response = self.http.get(url).timeout(Duration::from_secs(10)).send().await.ok()?;
         if !response.status().is_success() {
             return None;
         }
+        let ttl = discovery::well_known_ttl(response.headers(), std::time::SystemTime::now());
         let body = response.bytes().await.ok()?;
-        discovery::parse_well_known(&body)
+        Some((discovery::parse_well_known(&body)?, ttl))
     }
 
     /// Refuses loopback, private and link-local destinations unless configured to allow them.
@@ -218,4 +282,30 @@ fn unreachable_server(server: &ServerName, why: &str) -> Error {
         ruma::api::error::ErrorKind::Unknown,
         format!("Cannot reach {server}: {why}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ruma::server_name;
+
+    use super::ResolutionCache;
+
+    #[test]
+    fn resolutions_are_cached_for_their_lifetime_and_failures_back_off() {
+        let cache = ResolutionCache::default();
+        let server = server_name!("example.org");
+        assert_eq!(cache.fresh(server), None);
+        cache.insert(server, "https://matrix.example.org:443".to_owned(), Duration::from_secs(60));
+        assert_eq!(cache.fresh(server).as_deref(), Some("https://matrix.example.org:443"));
+        cache.insert(server, "https://old.example.org:443".to_owned(), Duration::ZERO);
+        assert_eq!(cache.fresh(server), None, "an expired answer is not used");
+
+        let first = cache.failure_ttl(server);
+        let second = cache.failure_ttl(server);
+        assert!(second > first, "consecutive failures are cached longer: {first:?} then {second:?}");
+        cache.succeeded(server);
+        assert_eq!(cache.failure_ttl(server), first, "a success resets the back-off");
+    }
 }
