@@ -157,3 +157,54 @@ async fn knocking_works_across_myelin_and_synapse_both_ways() {
     knock_across(&synapse, &alice, &myelin, &bob, logs).await;
     knock_across(&myelin, &bob, &synapse, &alice, logs).await;
 }
+
+/// On `home`, a public room and a room restricted to its members; `guest` of the other server
+/// cannot join the restricted room until it is in the public one.
+async fn restricted_join_across(home: &impl HttpPeer, creator: &Session, away: &impl HttpPeer, guest: &Session, logs: impl Fn() -> String) {
+    let home_name = creator.user_id.split_once(':').map(|(_, s)| s.to_owned()).unwrap_or_default();
+    let lobby = home.post("/_matrix/client/v3/createRoom", creator, &json!({"room_version": "10", "preset": "public_chat"})).await;
+    assert_eq!(lobby.status, 200, "{:?}", lobby.body);
+    let lobby = lobby.body["room_id"].as_str().unwrap_or_default().to_owned();
+    let rule = json!({"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": lobby}]});
+    let inner = home
+        .post("/_matrix/client/v3/createRoom", creator, &json!({"room_version": "10", "preset": "private_chat", "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": rule}]}))
+        .await;
+    assert_eq!(inner.status, 200, "{:?}", inner.body);
+    let inner = inner.body["room_id"].as_str().unwrap_or_default().to_owned();
+    let join = |room: String| {
+        let path = format!("/_matrix/client/v3/join/{}?via={}", encode(&room), encode(&home_name));
+        async move { away.post(&path, guest, &json!({})).await }
+    };
+    let refused = join(inner.clone()).await;
+    assert_eq!(refused.status, 403, "a non-member of the lobby must be refused: {:?}\n{}", refused.body, logs());
+    let joined_lobby = join(lobby.clone()).await;
+    assert_eq!(joined_lobby.status, 200, "{:?}\n{}", joined_lobby.body, logs());
+    let joined_inner = join(inner.clone()).await;
+    assert_eq!(joined_inner.status, 200, "a lobby member may join the restricted room: {:?}\n{}", joined_inner.body, logs());
+    let member = home.get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", encode(&inner), encode(&guest.user_id)), creator).await;
+    let mut authoriser = member.body["join_authorised_via_users_server"].as_str().map(ToOwned::to_owned);
+    for _ in 0..50 {
+        if authoriser.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let member = home.get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", encode(&inner), encode(&guest.user_id)), creator).await;
+        authoriser = member.body["join_authorised_via_users_server"].as_str().map(ToOwned::to_owned);
+    }
+    assert_eq!(authoriser.as_deref(), Some(creator.user_id.as_str()), "{}", logs());
+}
+
+#[tokio::test]
+async fn restricted_joins_work_across_myelin_and_synapse_both_ways() {
+    let synapse_port = free_port();
+    let synapse = SynapseServer::start(
+        SynapseOptions::new().server_name(&format!("127.0.0.1:{synapse_port}")).federation_port(synapse_port),
+    )
+    .await;
+    let myelin = federating_myelin().await;
+    let alice = synapse.register("alice", "pw").await;
+    let bob = myelin.register("bob", "pw").await;
+    let logs = || format!("--- myelin ---\n{}\n--- synapse ---\n{}", myelin.all_logs(), synapse.logs());
+    restricted_join_across(&myelin, &bob, &synapse, &alice, logs).await;
+    restricted_join_across(&synapse, &alice, &myelin, &bob, logs).await;
+}

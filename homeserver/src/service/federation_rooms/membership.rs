@@ -248,9 +248,7 @@ impl Federation {
         }
         let invite = self.verify_event(version, canonical_object(&request.event)?).await?;
         let target = invite.state_key().and_then(|key| UserId::parse(key).ok()).ok_or_else(|| Error::bad_json("The invite has no valid state_key"))?;
-        let is_invite = invite.event_type().to_string() == "m.room.member"
-            && invite.json().get("content").and_then(|c| if let CanonicalJsonValue::Object(c) = c { c.get("membership") } else { None }).and_then(CanonicalJsonValue::as_str)
-                == Some("invite");
+        let is_invite = invite.event_type().to_string() == "m.room.member" && content_str(invite.json(), "membership") == Some("invite");
         if !is_invite || invite.event_id() != request.event_id || invite.room_id() != Some(&request.room_id) {
             return Err(Error::bad_json("Not an invite for this room and event ID"));
         }
@@ -345,11 +343,20 @@ impl Federation {
         let record = self.rooms.room(room_id)?;
         let version = self.rooms.room_version(&record)?;
         let mut json = canonical_object(raw)?;
-        let mut event = self.verify_event(&version, json.clone()).await?;
-        let content_membership = event.json().get("content").and_then(|c| if let CanonicalJsonValue::Object(c) = c { c.get("membership") } else { None }).and_then(CanonicalJsonValue::as_str);
+        // A restricted join names one of our users as its authoriser: our countersignature is
+        // one the checks require, so it goes on first, once the user still qualifies.
+        let authoriser = content_str(&json, "join_authorised_via_users_server").and_then(|user| UserId::parse(user).ok());
+        let countersigned = authoriser.as_ref().is_some_and(|user| self.users.is_local(user));
+        if countersigned {
+            let joining = json.get("sender").and_then(CanonicalJsonValue::as_str).and_then(|user| UserId::parse(user).ok());
+            let joining = joining.ok_or_else(|| Error::bad_json("The event has no valid sender"))?;
+            self.restricted_join_authoriser(room_id, &joining)?;
+            sign_pdu(&version, &mut json, &self.server_name, &self.signing_key)?;
+        }
+        let event = self.verify_event(&version, json.clone()).await?;
         let well_formed = event.event_type().to_string() == "m.room.member"
             && event.state_key() == Some(event.sender().as_str())
-            && content_membership == Some(membership)
+            && content_str(event.json(), "membership") == Some(membership)
             && event.room_id() == Some(room_id)
             && event.event_id() == event_id;
         if !well_formed {
@@ -357,14 +364,6 @@ impl Federation {
         }
         if event.sender().server_name() != origin {
             return Err(Error::forbidden("The sender is not a user of the requesting server"));
-        }
-        let mut countersigned = false;
-        if let Some(authoriser) = event.json().get("content").and_then(|c| if let CanonicalJsonValue::Object(c) = c { c.get("join_authorised_via_users_server") } else { None }).and_then(CanonicalJsonValue::as_str)
-            && UserId::parse(authoriser).is_ok_and(|u| self.users.is_local(&u))
-        {
-            sign_pdu(&version, &mut json, &self.server_name, &self.signing_key)?;
-            event = Pdu::for_version(&version, event.event_id().to_owned(), json.clone())?;
-            countersigned = true;
         }
         match self.rooms.accept_remote(room_id, event.clone(), StateBefore::PrevEvents, false).await? {
             Received::SoftFailed => return Err(Error::forbidden("The event is not allowed by the room's current state")),
@@ -448,17 +447,20 @@ fn check_join_state(version: &RoomVersionId, room_id: &RoomId, state: Vec<Pdu>, 
         .iter()
         .find(|p| p.event_type().to_string() == "m.room.create" && p.state_key() == Some(""))
         .ok_or_else(|| Error::forbidden("The room's state has no valid m.room.create event"))?;
-    let create_version = create
-        .json()
-        .get("content")
-        .and_then(|c| if let CanonicalJsonValue::Object(c) = c { c.get("room_version") } else { None })
-        .and_then(CanonicalJsonValue::as_str)
-        .unwrap_or("1");
+    let create_version = content_str(create.json(), "room_version").unwrap_or("1");
     if create_version != version.as_str() || create.room_id().is_some_and(|id| id != room_id) {
         return Err(Error::forbidden("The room's create event does not match the room"));
     }
     let auth_chain = auth_chain.into_iter().filter(|p| accepted.contains(p.event_id())).collect();
     Ok((state, auth_chain))
+}
+
+/// A string field of a PDU's content.
+fn content_str<'a>(json: &'a CanonicalJsonObject, field: &str) -> Option<&'a str> {
+    match json.get("content") {
+        Some(CanonicalJsonValue::Object(content)) => content.get(field).and_then(CanonicalJsonValue::as_str),
+        _ => None,
+    }
 }
 
 /// A stored PDU as it goes over federation: never `unsigned`.
