@@ -82,3 +82,32 @@ async fn room_history_endpoints_refuse_unsigned_and_forged_requests() {
         assert_matrix_error(&resp, StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED");
     }
 }
+
+#[tokio::test]
+async fn an_openid_token_identifies_its_user_to_third_parties_until_it_is_unknown() {
+    let server = federating_myelin().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let issued = server.post(&format!("/_matrix/client/v3/user/{}/openid/request_token", alice.user_id.replace('@', "%40").replace(':', "%3A")), &alice, &json!({})).await;
+    let issued = issued.ok().clone();
+    assert_eq!(issued["token_type"], "Bearer");
+    assert_eq!(issued["matrix_server_name"], server.server_name());
+    assert!(issued["expires_in"].as_u64().is_some_and(|s| s > 0));
+    let token = issued["access_token"].as_str().unwrap_or_default().to_owned();
+
+    // Someone else's token cannot be requested.
+    let refused = server.post(&format!("/_matrix/client/v3/user/{}/openid/request_token", alice.user_id.replace('@', "%40").replace(':', "%3A")), &bob, &json!({})).await;
+    assert_eq!(refused.status, 403, "{:?}", refused.body);
+
+    // The third party asks the federation API, without any signature.
+    let tls = reqwest::Client::builder().danger_accept_invalid_certs(true).no_proxy().build().unwrap();
+    let userinfo = |token: String| {
+        let url = format!("https://{}/_matrix/federation/v1/openid/userinfo?access_token={token}", server.server_name());
+        HttpPeer::send(&server, tls.get(url))
+    };
+    let known = userinfo(token).await;
+    assert_eq!(known.ok()["sub"], alice.user_id.as_str());
+    let unknown = userinfo("not-a-token".to_owned()).await;
+    assert_eq!(unknown.status, 401, "{:?}", unknown.body);
+    assert_eq!(unknown.errcode(), Some("M_UNKNOWN_TOKEN"));
+}

@@ -36,7 +36,7 @@ pub const SCHEMA_VERSION: u64 = 1;
 /// Every table of the homeserver. Each service declares its own tables privately; this list
 /// only names them so the engine can create one column family per table.
 pub fn catalog() -> Catalog {
-    let tables = ["userid_account", "userid_deviceid_device", "tokenhash_session", "userid_filterid_filter", "server_signingkey"];
+    let tables = ["userid_account", "userid_deviceid_device", "tokenhash_session", "openidtokenhash_user", "userid_filterid_filter", "server_signingkey"];
     tables
         .into_iter()
         .chain(account_data::TABLES.iter().copied())

@@ -49,6 +49,12 @@ struct TokenRecord {
 
 const DEVICES: Table<(String, String), Device> = Table::new("userid_deviceid_device");
 const TOKENS: Table<String, TokenRecord> = Table::new("tokenhash_session");
+/// OpenID tokens (by hash) a user asked for to prove their identity to a third party, which
+/// checks them with our `/federation/v1/openid/userinfo`: (user, expiry in ms).
+const OPENID_TOKENS: Table<String, (String, u64)> = Table::new("openidtokenhash_user");
+
+/// How long an OpenID token proves its user's identity.
+pub const OPENID_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Who made an authenticated request.
 #[derive(Clone, Debug)]
@@ -96,6 +102,25 @@ fn device_key(user_id: &UserId, device_id: &DeviceId) -> (String, String) {
 }
 
 impl Sessions {
+    /// Issues an OpenID token for `user`, valid for [`OPENID_TOKEN_LIFETIME`].
+    pub async fn issue_openid_token(&self, user: &UserId) -> Result<String> {
+        let token = random_string(32);
+        let expires = crate::util::now_millis() + OPENID_TOKEN_LIFETIME.as_millis() as u64;
+        let mut batch = Batch::new();
+        OPENID_TOKENS.put(&mut batch, &digest(&token), &(user.to_string(), expires))?;
+        self.db.write_async(batch).await?;
+        Ok(token)
+    }
+
+    /// The user an unexpired OpenID token was issued to.
+    pub fn openid_user(&self, token: &str) -> Result<Option<OwnedUserId>> {
+        let Some((user, expires)) = OPENID_TOKENS.get(&self.db, &digest(token))? else { return Ok(None) };
+        if expires <= crate::util::now_millis() {
+            return Ok(None);
+        }
+        Ok(UserId::parse(user).ok())
+    }
+
     pub fn new(db: Database, config: SessionConfig) -> Self {
         Self {
             db,

@@ -7,7 +7,7 @@ use ruma::api::{
     client::{
         account::{
             ThirdPartyIdRemovalStatus, change_password, check_registration_token_validity, deactivate,
-            get_username_availability, register, whoami,
+            get_username_availability, register, request_openid_token, whoami,
         },
         uiaa::AuthType,
     },
@@ -128,6 +128,25 @@ pub async fn whoami_route(request: Ruma<whoami::v3::Request>) -> Result<RumaResp
     let mut response = whoami::v3::Response::new(sender.user_id.clone(), false);
     response.device_id = Some(sender.device_id.clone());
     Ok(RumaResponse(response))
+}
+
+/// `POST /_matrix/client/v3/user/{userId}/openid/request_token`: a token a third party (an
+/// integration manager, Element Call's SFU authoriser) checks with our federation API.
+pub async fn request_openid_token_route(
+    State(services): State<AppState>,
+    request: Ruma<request_openid_token::v3::Request>,
+) -> Result<RumaResponse<request_openid_token::v3::Response>> {
+    let sender = request.sender()?;
+    if sender.user_id != request.body.user_id {
+        return Err(Error::forbidden("You can only request OpenID tokens for yourself"));
+    }
+    let token = services.sessions.issue_openid_token(&sender.user_id).await?;
+    Ok(RumaResponse(request_openid_token::v3::Response::new(
+        token,
+        ruma::authentication::TokenType::Bearer,
+        services.server_name.clone(),
+        crate::service::sessions::OPENID_TOKEN_LIFETIME,
+    )))
 }
 
 /// `POST /_matrix/client/v3/account/password`

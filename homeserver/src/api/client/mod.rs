@@ -34,6 +34,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
             account::check_registration_token_validity_route,
         )
         .ruma::<c::account::whoami::v3::Request, _, _>(account::whoami_route)
+        .ruma::<c::account::request_openid_token::v3::Request, _, _>(account::request_openid_token_route)
         .ruma::<c::account::change_password::v3::Request, _, _>(account::change_password_route)
         .ruma::<c::account::deactivate::v3::Request, _, _>(account::deactivate_route)
         .ruma::<c::session::get_login_types::v3::Request, _, _>(session::get_login_types_route)

@@ -22,6 +22,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<ruma::api::federation::discovery::get_remote_server_keys::v2::Request, _, _>(key::get_remote_server_keys_route)
         .ruma::<ruma::api::federation::discovery::get_remote_server_keys_batch::v2::Request, _, _>(key::get_remote_server_keys_batch_route)
         .ruma::<ruma::api::federation::query::get_profile_information::v1::Request, _, _>(query::get_profile_information_route)
+        .ruma::<ruma::api::federation::openid::get_openid_userinfo::v1::Request, _, _>(query::get_openid_userinfo_route)
 }
 
 /// `GET /_matrix/federation/v1/version`

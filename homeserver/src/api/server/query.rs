@@ -1,4 +1,5 @@
-//! `GET /_matrix/federation/v1/query/profile`: a local user's profile, for other servers.
+//! `GET /_matrix/federation/v1/query/profile`: a local user's profile, for other servers; and
+//! `GET /_matrix/federation/v1/openid/userinfo`: whose an OpenID token is.
 
 use axum::extract::State;
 use ruma::api::{client::profile::UserProfile, federation::query::get_profile_information};
@@ -34,4 +35,14 @@ pub async fn get_profile_information_route(
     let mut response = get_profile_information::v1::Response::new();
     response.data = profile;
     Ok(RumaResponse(response))
+}
+
+/// `GET /_matrix/federation/v1/openid/userinfo?access_token=`: unauthenticated by design (the
+/// caller is any third party holding the token); an unknown or expired token is 401.
+pub async fn get_openid_userinfo_route(
+    State(services): State<AppState>,
+    request: Ruma<ruma::api::federation::openid::get_openid_userinfo::v1::Request>,
+) -> Result<RumaResponse<ruma::api::federation::openid::get_openid_userinfo::v1::Response>> {
+    let user = services.sessions.openid_user(&request.body.access_token)?.ok_or_else(|| Error::unknown_token(false))?;
+    Ok(RumaResponse(ruma::api::federation::openid::get_openid_userinfo::v1::Response::new(user)))
 }
