@@ -68,7 +68,9 @@ impl Federation {
         };
         let version = self.rooms.room_version(&record).map_err(|e| (None, e))?;
         self.rooms.ensure_server_allowed(&record, origin).map_err(|e| (None, e))?;
-        let pdu = self.verify_event(&version, json).await.map_err(|e| (None, e))?;
+        // The ID is known before the checks, so a refused event gets its error entry.
+        let claimed_id = myelin_federation::pdu::event_id_of(&version, &json).ok();
+        let pdu = self.verify_event(&version, json).await.map_err(|e| (claimed_id, e))?;
         let event_id = pdu.event_id().to_owned();
         self.handle_pdu(origin, &room_id, &version, pdu).await.map_err(|e| (Some(event_id.clone()), e))?;
         Ok(Some(event_id))
