@@ -8,6 +8,7 @@
 mod admin;
 mod discovery;
 mod errors;
+mod federation_forged;
 mod federation_rooms;
 mod federation_read;
 mod federation_synapse;
