@@ -17,6 +17,10 @@
 //!   federating server connects to); [`SynapseServer::federation_url`] points
 //!   there, otherwise at the plain listener.
 //!
+//! [`SynapseServer::stop`] (SIGTERM) and [`SynapseServer::kill`] (SIGKILL) end the process
+//! and keep its directory; [`SynapseServer::start_again`] resumes on the same ports,
+//! database and signing key.
+//!
 //! `SYNAPSE_PYTHON` overrides the interpreter (it must have `synapse`
 //! installed). When the virtualenv is missing the harness panics and says how
 //! to install it; tests never skip.
@@ -213,9 +217,19 @@ impl SynapseServer {
         // JSON is YAML: serde_json writes the file, no YAML emitter needed.
         let config = self.config(&signing_key, &log_config);
         std::fs::write(&config_path, serde_json::to_string_pretty(&config)?)?;
+        self.spawn_until_ready().await
+    }
 
-        let stdout = File::create(dir.join("stdout.log"))?;
-        let stderr = File::create(dir.join("stderr.log"))?;
+    /// Spawns Synapse on the configuration already in the directory and waits until
+    /// `GET /_matrix/client/versions` answers 200. stdout and stderr are appended to, so the
+    /// output of earlier runs stays in [`SynapseServer::logs`].
+    async fn spawn_until_ready(&mut self) -> anyhow::Result<()> {
+        let python = synapse_python();
+        let dir = self.dir.path().to_owned();
+        let config_path = dir.join("homeserver.yaml");
+        let append = |name: &str| File::options().create(true).append(true).open(dir.join(name));
+        let stdout = append("stdout.log")?;
+        let stderr = append("stderr.log")?;
         let child = Command::new(&python)
             .args(["-m", "synapse.app.homeserver", "-c"])
             .arg(&config_path)
@@ -567,6 +581,38 @@ open("tls.key", "wb").write(key.private_bytes(serialization.Encoding.PEM,
     /// The process id of the running server.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("synapse is not running").id()
+    }
+
+    /// SIGTERM, then SIGKILL after 5 s. The directory (configuration, SQLite database,
+    /// signing key, logs) stays; [`SynapseServer::start_again`] resumes on it.
+    pub async fn stop(&mut self) {
+        let Some(child) = self.child.as_mut() else { return };
+        super::signal(child.id(), "TERM");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                self.child = None;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.kill_child();
+    }
+
+    /// SIGKILL: no chance to flush anything. The directory stays, as with
+    /// [`SynapseServer::stop`].
+    pub async fn kill(&mut self) {
+        self.kill_child();
+    }
+
+    /// Starts the stopped or killed server again with the same configuration: same ports,
+    /// server name, database and signing key. Panics (with the log) unless it comes up.
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "stop synapse first");
+        if let Err(e) = self.spawn_until_ready().await {
+            self.kill_child();
+            panic!("Synapse did not start again: {e:#}\n{}", self.logs());
+        }
     }
 
     fn kill_child(&mut self) {
