@@ -100,6 +100,9 @@ pub async fn get_room_event_route(
     Ok(RumaResponse(get_room_event::v3::Response::new(to_raw(&client)?)))
 }
 
+/// How many times one `/messages` request asks other servers for older history.
+const MAX_BACKFILLS_PER_PAGE: usize = 3;
+
 /// The most events one `/messages` page returns, whatever the client asks.
 const MAX_PAGE: usize = 1000;
 
@@ -133,14 +136,16 @@ pub async fn get_message_events_route(
     let mut chunk = Vec::new();
     let mut cursor = from;
     let mut exhausted = limit == 0;
-    let mut backfilled = false;
+    let mut backfills = 0;
+    let mut history_elsewhere = false;
     // Invisible or filtered events are skipped without counting; keep reading pages until the
     // chunk is full or the room (or `to`) ends. Going back past the oldest event we hold, ask
-    // the other servers in the room for more history, once per request.
+    // the other servers in the room for more history, a few times per request at most.
     loop {
-        if exhausted && !backfilled && to.is_none() && body.dir == Direction::Backward && chunk.len() < limit {
-            backfilled = true;
-            if services.federation_rooms.backfill(&body.room_id, limit - chunk.len()).await.unwrap_or(0) > 0 {
+        if exhausted && backfills < MAX_BACKFILLS_PER_PAGE && to.is_none() && body.dir == Direction::Backward && chunk.len() < limit {
+            backfills += 1;
+            history_elsewhere = services.federation_rooms.backfill(&body.room_id, limit - chunk.len()).await.unwrap_or(0) > 0;
+            if history_elsewhere {
                 exhausted = false;
             }
         }
@@ -172,7 +177,8 @@ pub async fn get_message_events_route(
 
     let mut response = get_message_events::v3::Response::new();
     response.start = body.from.clone().unwrap_or_else(|| Token::Stream(services.rooms.stream.safe()).to_string());
-    response.end = (!exhausted || (limit > 0 && chunk.len() >= limit)).then(|| Token::Topological { depth: cursor.0, stream: cursor.1 }.to_string());
+    // Another server may hold more history than this page reached: the client may page on.
+    response.end = (!exhausted || history_elsewhere || (limit > 0 && chunk.len() >= limit)).then(|| Token::Topological { depth: cursor.0, stream: cursor.1 }.to_string());
     if !body.filter.lazy_load_options.is_disabled() {
         response.state = lazy_members(&services, &body.room_id, &chunk)?;
     }

@@ -45,7 +45,8 @@ impl Federation {
         if frontier.is_empty() {
             return Ok(0);
         }
-        let limit = UInt::try_from(limit.clamp(1, 100) as u64).unwrap_or_default();
+        // The answer includes the events we start from, which we hold already.
+        let limit = UInt::try_from((limit + frontier.len()).clamp(10, 100) as u64).unwrap_or_default();
         for server in self.rooms.joined_servers(room_id)?.into_iter().filter(|s| *s != self.server_name) {
             let request = get_backfill::v1::Request::new(room_id.to_owned(), frontier.clone(), limit);
             let answer = match self.client.send(&server, request).await {
@@ -62,7 +63,7 @@ impl Federation {
             let mut stored = 0;
             let mut seen = HashSet::new();
             for pdu in events {
-                if pdu.room_id() != Some(room_id) || !seen.insert(pdu.event_id().to_owned()) || self.rooms.has_event(pdu.event_id().as_str())? {
+                if !belongs_to(&pdu, room_id) || !seen.insert(pdu.event_id().to_owned()) || self.rooms.has_event(pdu.event_id().as_str())? {
                     continue;
                 }
                 let Some(group) = state_of_child.get(pdu.event_id()).copied() else { continue };
@@ -90,5 +91,14 @@ impl Federation {
             }
         }
         Ok(0)
+    }
+}
+
+/// Whether the event is of this room: by its `room_id`, or, for the create event of a v12
+/// room (which has none), by the room ID derived from its event ID.
+pub(super) fn belongs_to(pdu: &Pdu, room_id: &RoomId) -> bool {
+    match pdu.room_id() {
+        Some(id) => id == room_id,
+        None => myelin_federation::pdu::room_id_from_create_event_id(pdu.event_id()).is_ok_and(|derived| derived == room_id),
     }
 }

@@ -133,7 +133,7 @@ impl Federation {
         let mut out = Vec::with_capacity(results.len());
         for result in results {
             match result {
-                Ok(pdu) if pdu.room_id().is_none_or(|id| id == room_id) => out.push(pdu),
+                Ok(pdu) if super::backfill::belongs_to(&pdu, room_id) => out.push(pdu),
                 Ok(pdu) => tracing::info!(event_id = %pdu.event_id(), "dropped an event of another room"),
                 Err(error) => tracing::info!(%error, "dropped an event that failed verification"),
             }

@@ -19,8 +19,10 @@ use crate::error::Result;
 /// What visibility checks need to know about one user in one room, computed once per request.
 pub struct Viewer<'a> {
     pub user: &'a UserId,
-    /// Stream positions of the user's joins to the room, newest first.
-    join_streams: Vec<u64>,
+    /// Topological positions (depth, stream) of the user's joins to the room, newest first.
+    /// Topological, not stream order: history backfilled from other servers is stored after
+    /// the join but happened before it.
+    joins: Vec<(u64, u64)>,
 }
 
 impl Rooms {
@@ -40,13 +42,13 @@ impl Rooms {
     /// Walks the user's membership events in the room (each replaces the previous one) to
     /// find every join.
     pub fn viewer<'a>(&self, room_id: &RoomId, user: &'a UserId) -> Result<Viewer<'a>> {
-        let mut join_streams = Vec::new();
+        let mut joins = Vec::new();
         let mut next = self.membership.get(room_id.as_str(), user.as_str())?.map(|entry| entry.event_id);
         let mut steps = 0;
         while let Some(event_id) = next.take() {
             let Some((_, event)) = self.event_shared(&event_id)? else { break };
             if event.content().get("membership").and_then(Value::as_str) == Some("join") {
-                join_streams.push(event.stream);
+                joins.push((event.depth, event.stream));
             }
             steps += 1;
             // A bound against a corrupt chain; real chains are a few membership changes long.
@@ -55,7 +57,7 @@ impl Rooms {
             }
             next = event.replaces_state.clone();
         }
-        Ok(Viewer { user, join_streams })
+        Ok(Viewer { user, joins })
     }
 
     pub fn can_see_event(&self, viewer: &Viewer<'_>, event: &StoredEvent) -> Result<bool> {
@@ -70,7 +72,7 @@ impl Rooms {
         if event.event_type() == "m.room.member" && event.state_key() == Some(user.as_str()) {
             memberships.push(self.membership_in(event.state_after, user)?);
         }
-        let joined_later = viewer.join_streams.iter().any(|stream| *stream > event.stream);
+        let joined_later = viewer.joins.iter().any(|join| *join > (event.depth, event.stream));
         Ok(visibilities.iter().any(|visibility| {
             memberships.iter().any(|membership| {
                 visibility == "world_readable"
