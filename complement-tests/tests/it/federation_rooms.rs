@@ -715,3 +715,83 @@ async fn a_myelin_server_joining_late_pages_back_through_world_readable_history_
     let logs = || format!("--- myelin ---\n{}\n--- synapse ---\n{}", myelin.all_logs(), synapse.logs());
     history_for_a_late_server(&synapse, &alice, &myelin, &bob, "12", "world_readable", logs).await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Typing and read receipts (EDUs) across servers.
+// ---------------------------------------------------------------------------------------
+
+/// The ephemeral events of `room` in an initial sync of `who` on `server`.
+async fn ephemeral_of(server: &impl HttpPeer, who: &Session, room: &str) -> Vec<serde_json::Value> {
+    let filter = enc(&json!({"room": {"timeline": {"limit": fresh_limit()}}}).to_string());
+    let resp = server.get(&format!("{C}/sync?timeout=0&filter={filter}"), who).await;
+    resp.body["rooms"]["join"][room]["ephemeral"]["events"].as_array().cloned().unwrap_or_default()
+}
+
+/// `creator` types and reads the guest's message; the guest's server shows both.
+async fn typing_and_receipts_across(home: &impl HttpPeer, creator: &Session, away: &impl HttpPeer, guest: &Session, logs: impl Fn() -> String) {
+    let room = shared_room(home, creator, away, guest, "12", json!({}), &logs).await;
+    let message = send_text(away, guest, &room, "read me").await;
+    eventually("the guest's message on the room's server", async || event_in_timeline(home, creator, &room, &message).await.map(|_| ()), &logs).await;
+
+    let typing = home.put(&format!("{C}/rooms/{}/typing/{}", enc(&room), enc(&creator.user_id)), creator, &json!({"typing": true, "timeout": 30000})).await;
+    assert_eq!(typing.status, 200, "{:?}", typing.body);
+    eventually(
+        "the creator typing, on the guest's server",
+        async || {
+            let events = ephemeral_of(away, guest, &room).await;
+            events
+                .iter()
+                .any(|e| e["type"] == "m.typing" && e["content"]["user_ids"].as_array().is_some_and(|ids| ids.iter().any(|id| id == creator.user_id.as_str())))
+                .then_some(())
+        },
+        &logs,
+    )
+    .await;
+
+    let receipt = home.post(&format!("{C}/rooms/{}/receipt/m.read/{}", enc(&room), enc(&message)), creator, &json!({})).await;
+    assert_eq!(receipt.status, 200, "{:?}", receipt.body);
+    eventually(
+        "the creator's read receipt, on the guest's server",
+        async || {
+            let events = ephemeral_of(away, guest, &room).await;
+            events.iter().any(|e| e["type"] == "m.receipt" && e["content"][message.as_str()]["m.read"][creator.user_id.as_str()]["ts"].is_u64()).then_some(())
+        },
+        &logs,
+    )
+    .await;
+
+    let stopped = home.put(&format!("{C}/rooms/{}/typing/{}", enc(&room), enc(&creator.user_id)), creator, &json!({"typing": false})).await;
+    assert_eq!(stopped.status, 200, "{:?}", stopped.body);
+    eventually(
+        "the creator no longer typing, on the guest's server",
+        async || {
+            let events = ephemeral_of(away, guest, &room).await;
+            let typing_now = events
+                .iter()
+                .any(|e| e["type"] == "m.typing" && e["content"]["user_ids"].as_array().is_some_and(|ids| ids.iter().any(|id| id == creator.user_id.as_str())));
+            (!typing_now).then_some(())
+        },
+        &logs,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn typing_and_receipts_cross_from_myelin_to_synapse() {
+    let myelin = federating_myelin().await;
+    let synapse = federating_synapse().await;
+    let alice = myelin.register("alice", "pw").await;
+    let bob = synapse.register("bob", "pw").await;
+    let logs = || format!("--- myelin ---\n{}\n--- synapse ---\n{}", myelin.all_logs(), synapse.logs());
+    typing_and_receipts_across(&myelin, &alice, &synapse, &bob, logs).await;
+}
+
+#[tokio::test]
+async fn typing_and_receipts_cross_from_synapse_to_myelin() {
+    let myelin = federating_myelin().await;
+    let synapse = federating_synapse().await;
+    let alice = synapse.register("alice", "pw").await;
+    let bob = myelin.register("bob", "pw").await;
+    let logs = || format!("--- myelin ---\n{}\n--- synapse ---\n{}", myelin.all_logs(), synapse.logs());
+    typing_and_receipts_across(&synapse, &alice, &myelin, &bob, logs).await;
+}

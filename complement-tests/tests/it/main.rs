@@ -18,6 +18,7 @@ mod profile_account_data;
 mod rate_limits;
 mod real_client;
 mod real_client_rooms;
+mod receipts_typing;
 mod registration;
 mod room_directory;
 mod room_durability;

@@ -11,6 +11,7 @@ pub mod filters;
 pub mod notifier;
 pub mod password;
 pub mod push_rules;
+pub mod receipts;
 pub mod rate_limit;
 pub mod remote_keys;
 pub mod rooms;
@@ -18,6 +19,7 @@ pub mod server_keys;
 pub mod sessions;
 pub mod shared_secret;
 pub mod sync;
+pub mod typing;
 pub mod uiaa;
 pub mod users;
 
@@ -41,6 +43,7 @@ pub fn catalog() -> Catalog {
         .into_iter()
         .chain(account_data::TABLES.iter().copied())
         .chain(remote_keys::TABLES.iter().copied())
+        .chain(receipts::TABLES.iter().copied())
         .chain(federation_sender::TABLES.iter().copied())
         .chain(rooms::tables())
         .fold(Catalog::new(SCHEMA_VERSION), Catalog::table)
@@ -68,6 +71,8 @@ pub struct Services {
     pub federation: federation_client::FederationClient,
     pub sender: federation_sender::FederationSender,
     pub federation_rooms: federation_rooms::Federation,
+    pub typing: typing::Typing,
+    pub receipts: receipts::Receipts,
     pub filters: filters::Filters,
     pub rate_limits: RateLimits,
     pub shared_secret: shared_secret::SharedSecretRegistration,
@@ -109,7 +114,11 @@ impl Services {
             federation.clone(),
             sender.clone(),
         );
+        let typing = typing::Typing::new(rooms.clone(), sender.clone(), server_name.clone());
+        let receipts = receipts::Receipts::new(db.clone(), rooms.clone(), sender.clone(), server_name.clone());
         Ok(Self {
+            typing,
+            receipts,
             sender,
             federation_rooms,
             remote_keys,

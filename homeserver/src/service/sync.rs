@@ -96,6 +96,15 @@ fn build_response(services: &Services, request: &SyncRequest<'_>, now: u64) -> R
         }
         _ => None,
     };
+    // Rooms where someone started or stopped typing, or set a receipt, since the token.
+    let rooms_with_ephemeral: std::collections::HashSet<String> = match request.since {
+        Some(since) => {
+            let mut rooms = services.receipts.rooms_changed(since, now)?;
+            rooms.extend(services.typing.rooms_changed(since, now).into_iter().map(|room| room.to_string()));
+            rooms
+        }
+        None => std::collections::HashSet::new(),
+    };
     for (room_id, entry) in services.rooms.membership.rooms_of(request.user.as_str())? {
         if room_filter.not_rooms.iter().any(|r| r.as_str() == room_id)
             || room_filter.rooms.as_ref().is_some_and(|rooms| !rooms.iter().any(|r| r.as_str() == room_id))
@@ -113,6 +122,7 @@ fn build_response(services: &Services, request: &SyncRequest<'_>, now: u64) -> R
                 let quiet = !request.full_state && rooms_with_events.as_ref().is_some_and(|active| {
                     !changed_since
                         && account_data.is_empty()
+                        && !rooms_with_ephemeral.contains(&room_id)
                         && services.rooms.short.room(&room_id).ok().flatten().is_none_or(|short| !active.contains(&short))
                 });
                 if quiet {
@@ -165,7 +175,8 @@ fn joined_room(
     let whole_state = room_since.is_none() || request.full_state;
 
     let mut newest_first = rooms.timeline.room_events_desc(record.short, room_since.unwrap_or(0), now, limit + 1)?;
-    if room_since.is_some() && newest_first.is_empty() && account_data.is_empty() && !request.full_state {
+    let ephemeral = ephemeral_events(services, room_id, request.user, room_since, now)?;
+    if room_since.is_some() && newest_first.is_empty() && account_data.is_empty() && ephemeral.is_empty() && !request.full_state {
         return Ok(None);
     }
     let limited = newest_first.len() > limit;
@@ -242,11 +253,23 @@ fn joined_room(
         "timeline": { "events": timeline, "limited": limited, "prev_batch": prev_batch },
         "state": { "events": state },
         "account_data": { "events": account_data },
-        "ephemeral": { "events": [] },
+        "ephemeral": { "events": ephemeral },
         "summary": summary,
         "unread_notifications": {},
         "unread_thread_notifications": {},
     })))
+}
+
+/// Typing and receipts in a joined room since the token (all of them on an initial sync).
+fn ephemeral_events(services: &Services, room_id: &RoomId, user: &UserId, since: Option<u64>, now: u64) -> Result<Vec<Value>> {
+    let mut events = Vec::new();
+    if let Some(typing) = services.typing.typing_since(room_id, since) {
+        events.push(json!({ "type": "m.typing", "content": { "user_ids": typing } }));
+    }
+    if let Some(receipts) = services.receipts.receipt_event(room_id, user, since, now)? {
+        events.push(receipts);
+    }
+    Ok(events)
 }
 
 fn left_room(services: &Services, request: &SyncRequest<'_>, room_id: &RoomId, leave_event_id: &str) -> Result<Value> {

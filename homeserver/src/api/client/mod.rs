@@ -12,6 +12,7 @@ mod membership;
 mod message;
 mod profile;
 mod push;
+mod receipt;
 mod room;
 mod session;
 mod state;
@@ -34,6 +35,9 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
             account::check_registration_token_validity_route,
         )
         .ruma::<c::account::whoami::v3::Request, _, _>(account::whoami_route)
+        .ruma::<c::receipt::create_receipt::v3::Request, _, _>(receipt::create_receipt_route)
+        .ruma::<c::read_marker::set_read_marker::v3::Request, _, _>(receipt::set_read_marker_route)
+        .ruma::<c::typing::create_typing_event::v3::Request, _, _>(receipt::create_typing_event_route)
         .ruma::<c::account::request_openid_token::v3::Request, _, _>(account::request_openid_token_route)
         .ruma::<c::account::change_password::v3::Request, _, _>(account::change_password_route)
         .ruma::<c::account::deactivate::v3::Request, _, _>(account::deactivate_route)

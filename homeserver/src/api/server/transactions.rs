@@ -1,11 +1,12 @@
 //! `PUT /_matrix/federation/v1/send/{txnId}`: PDUs and EDUs pushed by other servers.
 
 use axum::{Router, extract::State};
-use ruma::api::federation::transactions::send_transaction_message;
+use ruma::api::federation::transactions::{edu::Edu, send_transaction_message};
 
 use crate::{
     error::{Error, Result},
     router::{AppState, Ruma, RumaResponse, RumaRouter},
+    service::Services,
 };
 
 /// The spec's limits on one transaction.
@@ -31,8 +32,40 @@ async fn send_transaction_route(
     // A peer that talks to us is up: whatever we queued for it can go now.
     services.sender.peer_is_back(&origin);
     let outcome = services.federation_rooms.handle_transaction(&origin, body.transaction_id.as_str(), &body.pdus).await;
-    if !body.edus.is_empty() {
-        tracing::debug!(%origin, count = body.edus.len(), "EDUs received and not yet handled");
+    for edu in &body.edus {
+        match edu.deserialize() {
+            Ok(edu) => handle_edu(&services, &origin, edu).await,
+            Err(error) => tracing::debug!(%origin, %error, "dropped an unparseable EDU"),
+        }
     }
     Ok(RumaResponse(send_transaction_message::v1::Response::new(outcome)))
+}
+
+/// EDUs carry no per-item answer: one that does not check out is logged and dropped.
+async fn handle_edu(services: &Services, origin: &ruma::ServerName, edu: Edu) {
+    let result = match edu {
+        Edu::Typing(typing) => services.typing.set_remote(origin, &typing.room_id, &typing.user_id, typing.typing),
+        Edu::Receipt(receipts) => {
+            let mut result = Ok(());
+            for (room_id, map) in receipts.receipts {
+                for (user, data) in map.read {
+                    let ts = data.data.ts.map_or_else(crate::util::now_millis, |ts| u64::from(ts.0));
+                    let thread = data.data.thread.as_str().map(ToOwned::to_owned);
+                    // A receipt names one event; several are a legacy form, of which the last counts.
+                    let Some(event_id) = data.event_ids.last() else { continue };
+                    if let Err(error) = services.receipts.set_remote(origin, &room_id, &user, event_id.as_str(), thread.as_deref(), ts).await {
+                        result = Err(error);
+                    }
+                }
+            }
+            result
+        }
+        other => {
+            tracing::debug!(%origin, edu = ?std::mem::discriminant(&other), "EDU type not handled yet");
+            Ok(())
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%origin, %error, "dropped an EDU");
+    }
 }
