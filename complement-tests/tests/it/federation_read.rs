@@ -8,25 +8,13 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
-use complement_tests::{HttpPeer, Method, ServerOptions, StatusCode, TestServer, assert_matrix_error, canonical_json, free_port};
+use complement_tests::{HttpPeer, Method, StatusCode, assert_matrix_error, canonical_json};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::json;
 
+use crate::federation_rooms::federating_myelin;
 use crate::room_support::{enc, public_room, send_text};
 
-/// A Myelin whose server name is its own TLS federation address.
-async fn federating_myelin() -> TestServer {
-    let port = free_port();
-    TestServer::start(
-        ServerOptions::new()
-            .server_name(&format!("127.0.0.1:{port}"))
-            .env("MYELIN_FEDERATION__LISTEN", format!("127.0.0.1:{port}"))
-            .env("MYELIN_FEDERATION__GENERATE_SELF_SIGNED_CERTIFICATE", "true")
-            .env("MYELIN_FEDERATION__VERIFY_TLS", "false")
-            .env("MYELIN_FEDERATION__ALLOW_PRIVATE_ADDRESSES", "true"),
-    )
-    .await
-}
 
 /// An `X-Matrix` header claiming `origin` and its real key ID, signed by some other key.
 fn forged_x_matrix(method: &str, uri: &str, origin: &str, destination: &str, key_id: &str) -> String {

@@ -3,29 +3,17 @@
 
 use complement_tests::{
     HttpPeer,
-    ServerOptions, Session, TestServer, free_port,
+    Session, free_port,
     synapse::{SynapseOptions, SynapseServer},
 };
 use serde_json::json;
+
+use crate::federation_rooms::federating_myelin;
 
 fn encode(user_id: &str) -> String {
     user_id.replace('@', "%40").replace(':', "%3A")
 }
 
-/// A Myelin whose server name is its own TLS federation address, so Synapse reaches it
-/// directly (no .well-known, no SRV).
-async fn federating_myelin() -> TestServer {
-    let port = free_port();
-    TestServer::start(
-        ServerOptions::new()
-            .server_name(&format!("127.0.0.1:{port}"))
-            .env("MYELIN_FEDERATION__LISTEN", format!("127.0.0.1:{port}"))
-            .env("MYELIN_FEDERATION__GENERATE_SELF_SIGNED_CERTIFICATE", "true")
-            .env("MYELIN_FEDERATION__VERIFY_TLS", "false")
-            .env("MYELIN_FEDERATION__ALLOW_PRIVATE_ADDRESSES", "true"),
-    )
-    .await
-}
 
 #[tokio::test]
 async fn myelin_and_synapse_answer_each_others_signed_profile_queries() {
