@@ -95,6 +95,9 @@ config_section! {
 
         /// Federation with other Matrix servers.
         pub federation: FederationConfig = FederationConfig::default(),
+
+        /// The media repository: uploads and downloads.
+        pub media: MediaConfig = MediaConfig::default(),
     }
 }
 
@@ -293,6 +296,96 @@ config_section! {
         /// that will be refused federation with this server.
         /// Default: [] (none listed).
         pub denied_servers: Vec<String> = Vec::new(),
+    }
+}
+
+config_section! {
+    /// `[media]`: the media repository.
+    pub struct MediaConfig {
+        /// Largest file in bytes that may be uploaded, and that is fetched
+        /// from another server; larger uploads get 413 M_TOO_LARGE.
+        /// Default: 52428800 (50 MiB).
+        pub max_upload_bytes: u64 = 52_428_800,
+
+        /// Directory holding the media files. Created if missing.
+        /// Default: unset ("media" inside `database_path`).
+        pub path: Option<PathBuf> = None; example = "\"/var/lib/myelin/media\"",
+
+        /// Media stored before this moment is still served on the legacy
+        /// unauthenticated paths (/_matrix/media/v3/download/...); anything
+        /// newer needs the authenticated /_matrix/client/v1/media/ paths, as
+        /// with Synapse's media freeze. A UTC date ("2024-09-01") or date and
+        /// time ("2024-09-01T12:00:00Z").
+        /// Default: unset (the legacy paths serve nothing).
+        pub legacy_unauthenticated_before: Option<String> = None; example = "\"2024-09-01\"",
+
+        /// How many media IDs created with /_matrix/media/v1/create a user
+        /// may hold without having uploaded their content; more get 429
+        /// M_LIMIT_EXCEEDED. Must be at least 1.
+        /// Default: 5.
+        pub max_pending_uploads_per_user: u32 = 5,
+
+        /// Seconds a media ID created with /_matrix/media/v1/create stays
+        /// usable for its upload. Must be > 0.
+        /// Default: 86400 (24 hours, as the spec recommends).
+        pub unused_pending_upload_expiry_secs: u64 = 86_400,
+    }
+}
+
+impl MediaConfig {
+    /// `legacy_unauthenticated_before` in milliseconds since the Unix epoch;
+    /// `Ok(None)` when unset, `Err` with the reason when it does not parse.
+    pub fn legacy_unauthenticated_before_ms(&self) -> Result<Option<u64>, String> {
+        self.legacy_unauthenticated_before.as_deref().map(parse_utc_timestamp_ms).transpose()
+    }
+}
+
+/// Parses "YYYY-MM-DD", "YYYY-MM-DDTHH:MM:SSZ" or "YYYY-MM-DD HH:MM:SS" (UTC)
+/// into milliseconds since the Unix epoch.
+fn parse_utc_timestamp_ms(text: &str) -> Result<u64, String> {
+    let invalid = || format!("{text:?} is not a UTC date (\"2024-09-01\") or date and time (\"2024-09-01T12:00:00Z\")");
+    let text = text.trim();
+    let (date, time) = match text.split_once(['T', ' ']) {
+        Some((date, time)) => (date, Some(time.strip_suffix('Z').unwrap_or(time))),
+        None => (text, None),
+    };
+    let number = |part: Option<&str>, digits: usize| -> Result<u64, String> {
+        part.filter(|p| p.len() == digits && p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(invalid)
+    };
+    let mut parts = date.split('-');
+    let (year, month, day) = (number(parts.next(), 4)?, number(parts.next(), 2)?, number(parts.next(), 2)?);
+    if parts.next().is_some() || year < 1970 || !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return Err(invalid());
+    }
+    let seconds_of_day = match time {
+        None => 0,
+        Some(time) => {
+            let mut parts = time.split(':');
+            let (h, m, s) = (number(parts.next(), 2)?, number(parts.next(), 2)?, number(parts.next(), 2)?);
+            if parts.next().is_some() || h > 23 || m > 59 || s > 59 {
+                return Err(invalid());
+            }
+            h * 3600 + m * 60 + s
+        }
+    };
+    let days = (1970..year).map(|y| if is_leap(y) { 366 } else { 365 }).sum::<u64>()
+        + (1..month).map(|m| days_in_month(year, m)).sum::<u64>()
+        + (day - 1);
+    Ok((days * 86_400 + seconds_of_day) * 1000)
+}
+
+fn is_leap(year: u64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: u64, month: u64) -> u64 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
     }
 }
 

@@ -911,3 +911,26 @@ fn checked_in_example_is_current() {
         path.display()
     );
 }
+
+#[test]
+fn media_keys_and_the_legacy_cutoff() {
+    let c = Config::default();
+    assert_eq!(c.media.max_upload_bytes, 52_428_800);
+    assert_eq!(c.media.path, None);
+    assert_eq!(c.media.legacy_unauthenticated_before, None);
+    assert_eq!(c.media.max_pending_uploads_per_user, 5);
+    assert_eq!(c.media.unused_pending_upload_expiry_secs, 86_400);
+    assert_eq!(c.media.legacy_unauthenticated_before_ms(), Ok(None));
+
+    let loaded = load_ok(None, &[("MYELIN_MEDIA__LEGACY_UNAUTHENTICATED_BEFORE", "2024-09-01")]);
+    assert_eq!(loaded.config.media.legacy_unauthenticated_before_ms(), Ok(Some(1_725_148_800_000)));
+    let loaded = load_ok(None, &[("MYELIN_MEDIA__LEGACY_UNAUTHENTICATED_BEFORE", "2000-02-29T23:59:59Z")]);
+    assert_eq!(loaded.config.media.legacy_unauthenticated_before_ms(), Ok(Some(951_868_799_000)));
+
+    for bad in ["2023-02-29", "yesterday", "2024-9-1", "2024-09-01T25:00:00Z"] {
+        let error = load_err(None, &[("MYELIN_MEDIA__LEGACY_UNAUTHENTICATED_BEFORE", bad)]);
+        assert_invalid(&error, "media.legacy_unauthenticated_before", &[bad]);
+    }
+    let error = load_err(None, &[("MYELIN_MEDIA__MAX_UPLOAD_BYTES", "0")]);
+    assert_invalid(&error, "media.max_upload_bytes", &[]);
+}

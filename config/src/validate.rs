@@ -126,6 +126,15 @@ impl Config {
 
         self.check_federation(&mut check);
 
+        let media = &self.media;
+        check("media.max_upload_bytes", positive(media.max_upload_bytes));
+        check("media.max_pending_uploads_per_user", positive(media.max_pending_uploads_per_user));
+        check("media.unused_pending_upload_expiry_secs", positive(media.unused_pending_upload_expiry_secs));
+        if media.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            check("media.path", Err("must not be empty (leave the key unset instead)".to_owned()));
+        }
+        check("media.legacy_unauthenticated_before", media.legacy_unauthenticated_before_ms().map(drop));
+
         ConfigError::combine(errors)
     }
 
