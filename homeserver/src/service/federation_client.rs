@@ -30,6 +30,24 @@ pub struct FederationClient {
     resolutions: ResolutionCache,
 }
 
+/// The DNS resolver of outbound federation: system resolution without the denied ranges.
+struct PublicAddressesOnly;
+
+impl reqwest::dns::Resolve for PublicAddressesOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addresses: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.filter(|address| !discovery::is_denied_ip(address.ip())).collect();
+            if addresses.is_empty() {
+                return Err(format!("{host} resolves only to denied addresses").into());
+            }
+            let addresses: reqwest::dns::Addrs = Box::new(addresses.into_iter());
+            Ok(addresses)
+        })
+    }
+}
+
 /// Resolved base URLs by server name, each until its `.well-known` lifetime ends, and the
 /// consecutive `.well-known` failures per server (whose cache lifetime grows with each).
 #[derive(Clone, Default)]
@@ -77,7 +95,14 @@ impl FederationClient {
         verify_tls: bool,
         allow_private_addresses: bool,
     ) -> Result<Self> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if !allow_private_addresses {
+            // Every hostname the client connects to is resolved here and denied addresses are
+            // dropped: checking a name once and letting the connection resolve it again would
+            // let a DNS answer that changes in between (rebinding) reach a private address.
+            builder = builder.dns_resolver(std::sync::Arc::new(PublicAddressesOnly));
+        }
+        let http = builder
             .danger_accept_invalid_certs(!verify_tls)
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
@@ -290,7 +315,7 @@ mod tests {
 
     use ruma::server_name;
 
-    use super::ResolutionCache;
+    use super::{PublicAddressesOnly, ResolutionCache};
 
     #[test]
     fn resolutions_are_cached_for_their_lifetime_and_failures_back_off() {
@@ -307,5 +332,13 @@ mod tests {
         assert!(second > first, "consecutive failures are cached longer: {first:?} then {second:?}");
         cache.succeeded(server);
         assert_eq!(cache.failure_ttl(server), first, "a success resets the back-off");
+    }
+
+    #[tokio::test]
+    async fn hostnames_resolving_to_denied_addresses_are_not_connected_to() {
+        use reqwest::dns::Resolve;
+        let name: reqwest::dns::Name = "localhost".parse().expect("a valid name");
+        let Err(error) = PublicAddressesOnly.resolve(name).await else { panic!("localhost must not resolve") };
+        assert!(error.to_string().contains("denied"), "{error}");
     }
 }
