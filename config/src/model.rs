@@ -96,6 +96,9 @@ config_section! {
         /// Federation with other Matrix servers.
         pub federation: FederationConfig = FederationConfig::default(),
 
+        /// Presence: online, idle and offline, shown to users who share a room.
+        pub presence: PresenceConfig = PresenceConfig::default(),
+
         /// The media repository: uploads and downloads.
         pub media: MediaConfig = MediaConfig::default(),
     }
@@ -226,6 +229,27 @@ config_section! {
         /// /.well-known/matrix/server.
         /// Default: unset (the server name, with port 8448 unless it has one).
         pub server: Option<String> = None; example = "\"matrix.example.org:443\"",
+    }
+}
+
+config_section! {
+    /// `[presence]`: who is online, shared with users (and servers) in the same rooms.
+    pub struct PresenceConfig {
+        /// Whether presence is tracked and shared at all. When off, everyone
+        /// appears offline and no presence is sent to other servers.
+        /// Default: true.
+        pub enabled: bool = true,
+
+        /// Seconds without activity (sending events, syncing with
+        /// `set_presence=online`) after which an online user becomes
+        /// "unavailable".
+        /// Default: 300 (5 minutes).
+        pub idle_after_secs: u64 = 300,
+
+        /// Seconds after a user's last sync after which they become
+        /// "offline" (clients sync continuously while open).
+        /// Default: 60.
+        pub offline_after_secs: u64 = 60,
     }
 }
 

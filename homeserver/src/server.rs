@@ -41,6 +41,7 @@ impl Server {
         if config.federation.enabled {
             services.sender.start();
         }
+        services.presence.start();
         // Loaded (or generated) before binding anything, so a bad certificate fails fast.
         let federation_tls = match federation_listen {
             Some(_) => Some(tls::server_config(&config)?),

@@ -42,8 +42,13 @@ pub async fn federating_myelin() -> TestServer {
 /// A Synapse federating over TLS at `127.0.0.1:<port>`, retrying failed destinations quickly
 /// (its defaults back off for 10 minutes after the first failure).
 pub async fn federating_synapse() -> SynapseServer {
+    federating_synapse_with(|options| options).await
+}
+
+/// [`federating_synapse`] with more configuration.
+pub async fn federating_synapse_with(configure: impl FnOnce(SynapseOptions) -> SynapseOptions) -> SynapseServer {
     let port = free_port();
-    SynapseServer::start(
+    SynapseServer::start(configure(
         SynapseOptions::new().server_name(&format!("127.0.0.1:{port}")).federation_port(port).config(
             "federation",
             json!({
@@ -53,7 +58,7 @@ pub async fn federating_synapse() -> SynapseServer {
                 "destination_max_retry_interval": "2s",
             }),
         ),
-    )
+    ))
     .await
 }
 
@@ -794,4 +799,47 @@ async fn typing_and_receipts_cross_from_synapse_to_myelin() {
     let bob = myelin.register("bob", "pw").await;
     let logs = || format!("--- myelin ---\n{}\n--- synapse ---\n{}", myelin.all_logs(), synapse.logs());
     typing_and_receipts_across(&synapse, &alice, &myelin, &bob, logs).await;
+}
+
+/// `user` sets a status on `server`; `reader` sees it on `reader_server`.
+async fn status_reaches(server: &impl HttpPeer, user: &Session, reader_server: &impl HttpPeer, reader: &Session, status: &str, logs: &impl Fn() -> String) {
+    let path = |user_id: &str| format!("{C}/presence/{}/status", enc(user_id));
+    let set = server.put(&path(&user.user_id), user, &json!({"presence": "online", "status_msg": status})).await;
+    assert_eq!(set.status, 200, "{:?}", set.body);
+    eventually(
+        &format!("the status {status:?} on the other server"),
+        async || {
+            let seen = reader_server.get(&path(&user.user_id), reader).await;
+            (seen.status == 200 && seen.body["status_msg"] == status && seen.body["presence"] == "online").then_some(())
+        },
+        logs,
+    )
+    .await;
+}
+
+async fn presence_across(home: &impl HttpPeer, creator: &Session, away: &impl HttpPeer, guest: &Session, logs: impl Fn() -> String) {
+    shared_room(home, creator, away, guest, "12", json!({}), &logs).await;
+    status_reaches(home, creator, away, guest, "from home", &logs).await;
+    status_reaches(away, guest, home, creator, "from away", &logs).await;
+}
+
+#[tokio::test]
+async fn presence_crosses_between_myelin_and_synapse() {
+    let myelin = federating_myelin().await;
+    // The harness turns Synapse's presence off for speed; this test needs it.
+    let synapse = federating_synapse_with(|options| options.config("presence", json!({"enabled": true})).config("use_presence", json!(true))).await;
+    let alice = myelin.register("alice", "pw").await;
+    let bob = synapse.register("bob", "pw").await;
+    let logs = || format!("--- myelin ---\n{}\n--- synapse ---\n{}", myelin.all_logs(), synapse.logs());
+    presence_across(&myelin, &alice, &synapse, &bob, logs).await;
+}
+
+#[tokio::test]
+async fn presence_crosses_between_two_myelin_servers() {
+    let home = federating_myelin().await;
+    let away = federating_myelin().await;
+    let alice = home.register("alice", "pw").await;
+    let bob = away.register("bob", "pw").await;
+    let logs = || format!("--- home ---\n{}\n--- away ---\n{}", home.all_logs(), away.all_logs());
+    presence_across(&home, &alice, &away, &bob, logs).await;
 }

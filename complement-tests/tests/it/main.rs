@@ -14,6 +14,7 @@ mod federation_read;
 mod federation_synapse;
 mod lifecycle;
 mod other_clients;
+mod presence;
 mod profile_account_data;
 mod rate_limits;
 mod real_client;

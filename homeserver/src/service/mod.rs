@@ -10,6 +10,7 @@ pub mod federation_sender;
 pub mod filters;
 pub mod notifier;
 pub mod password;
+pub mod presence;
 pub mod push_rules;
 pub mod receipts;
 pub mod rate_limit;
@@ -44,6 +45,7 @@ pub fn catalog() -> Catalog {
         .chain(account_data::TABLES.iter().copied())
         .chain(remote_keys::TABLES.iter().copied())
         .chain(receipts::TABLES.iter().copied())
+        .chain(presence::TABLES.iter().copied())
         .chain(federation_sender::TABLES.iter().copied())
         .chain(rooms::tables())
         .fold(Catalog::new(SCHEMA_VERSION), Catalog::table)
@@ -73,6 +75,7 @@ pub struct Services {
     pub federation_rooms: federation_rooms::Federation,
     pub typing: typing::Typing,
     pub receipts: receipts::Receipts,
+    pub presence: presence::Presence,
     pub filters: filters::Filters,
     pub rate_limits: RateLimits,
     pub shared_secret: shared_secret::SharedSecretRegistration,
@@ -116,7 +119,9 @@ impl Services {
         );
         let typing = typing::Typing::new(rooms.clone(), sender.clone(), server_name.clone());
         let receipts = receipts::Receipts::new(db.clone(), rooms.clone(), sender.clone(), server_name.clone());
+        let presence = presence::Presence::new(db.clone(), rooms.clone(), sender.clone(), server_name.clone(), config.presence.clone());
         Ok(Self {
+            presence,
             typing,
             receipts,
             sender,

@@ -149,7 +149,7 @@ fn build_response(services: &Services, request: &SyncRequest<'_>, now: u64) -> R
         "next_batch": Token::Stream(now).to_string(),
         "rooms": { "join": join, "invite": invite, "leave": leave, "knock": knock },
         "account_data": { "events": global_account_data },
-        "presence": { "events": [] },
+        "presence": { "events": services.presence.sync_events(request.user, request.since, now)? },
         "to_device": { "events": [] },
         "device_lists": { "changed": [], "left": [] },
         "device_one_time_keys_count": {},

@@ -42,6 +42,7 @@ pub async fn send_message_event_route(
         .rooms
         .append(&body.room_id, &sender.user_id, EventDraft::message(body.event_type.to_string(), content), Some(transaction))
         .await?;
+    services.presence.active(&sender.user_id).await?;
     Ok(RumaResponse(send_message_event::v3::Response::new(event_id)))
 }
 

@@ -11,6 +11,7 @@ mod filter;
 mod membership;
 mod message;
 mod profile;
+mod presence;
 mod push;
 mod receipt;
 mod room;
@@ -35,6 +36,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
             account::check_registration_token_validity_route,
         )
         .ruma::<c::account::whoami::v3::Request, _, _>(account::whoami_route)
+        .ruma::<c::presence::set_presence::v3::Request, _, _>(presence::set_presence_route)
+        .ruma::<c::presence::get_presence::v3::Request, _, _>(presence::get_presence_route)
         .ruma::<c::receipt::create_receipt::v3::Request, _, _>(receipt::create_receipt_route)
         .ruma::<c::read_marker::set_read_marker::v3::Request, _, _>(receipt::set_read_marker_route)
         .ruma::<c::typing::create_typing_event::v3::Request, _, _>(receipt::create_typing_event_route)

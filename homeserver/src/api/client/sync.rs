@@ -34,6 +34,8 @@ pub async fn sync_events_route(
         }
         Some(_) => FilterDefinition::default(),
     };
+    // Syncing is how a client says it is open; `set_presence` says how to appear.
+    services.presence.synced(&sender.user_id, super::presence::state_of(&body.set_presence)).await?;
     let sync_request = SyncRequest {
         user: &sender.user_id,
         device: &sender.device_id,

@@ -60,6 +60,16 @@ async fn handle_edu(services: &Services, origin: &ruma::ServerName, edu: Edu) {
             }
             result
         }
+        Edu::Presence(presence) => {
+            let mut result = Ok(());
+            for update in &presence.push {
+                let update = serde_json::to_value(update).unwrap_or_default();
+                if let Err(error) = services.presence.set_remote(origin, &update).await {
+                    result = Err(error);
+                }
+            }
+            result
+        }
         other => {
             tracing::debug!(%origin, edu = ?std::mem::discriminant(&other), "EDU type not handled yet");
             Ok(())
