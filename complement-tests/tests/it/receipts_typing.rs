@@ -100,3 +100,30 @@ async fn typing_shows_until_stopped_or_timed_out_and_wakes_a_waiting_sync() {
     let outsider = server.put(&room_path(&room, &format!("/typing/{}", enc(&carol.user_id))), &carol, &json!({"typing": true, "timeout": 1000})).await;
     assert_eq!(outsider.status, 403, "{:?}", outsider.body);
 }
+
+#[tokio::test]
+async fn a_sender_learns_their_message_was_delivered_when_the_recipient_syncs_it() {
+    let server = TestServer::start_default().await;
+    let versions = server.get("/_matrix/client/versions", &NoAuth).await;
+    assert_eq!(versions.ok()["unstable_features"]["org.myelin.delivery_receipts"], true);
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = public_room(&server, &alice).await;
+    join(&server, &bob, &room).await.ok();
+    let since = sync(&server, &alice, "timeout=0").await["next_batch"].as_str().unwrap_or_default().to_owned();
+    let message = send_text(&server, &alice, &room, "did you get this?").await;
+
+    // Not delivered until Bob's device syncs it.
+    let before = sync(&server, &alice, &format!("timeout=0&since={since}")).await;
+    let delivered = |sync: &Value| ephemeral(sync, &room, "m.receipt").is_some_and(|r| r["content"][message.as_str()]["org.myelin.delivered"][bob.user_id.as_str()]["ts"].is_u64());
+    assert!(!delivered(&before), "delivered before bob synced: {before}");
+    let since = before["next_batch"].as_str().unwrap_or_default().to_owned();
+    sync(&server, &bob, "timeout=0").await;
+
+    // Alice's waiting sync wakes with Bob's delivery receipt.
+    let after = sync(&server, &alice, &format!("timeout=5000&since={since}")).await;
+    assert!(delivered(&after), "no delivery receipt: {after}");
+    // Alice's own messages give her no receipt of her own.
+    let own = ephemeral(&after, &room, "m.receipt").cloned().unwrap_or_default();
+    assert!(own["content"][message.as_str()]["org.myelin.delivered"].get(alice.user_id.as_str()).is_none(), "{own}");
+}

@@ -1,5 +1,17 @@
 //! Read receipts: public (`m.read`, shared with the room and its servers) and private
 //! (`m.read.private`, seen by their owner only), per thread, on the global stream.
+//!
+//! **Delivery receipts** (Myelin's unstable extension, advertised as
+//! [`DELIVERY_FEATURE`] in `/versions`): the "delivered" tick of chat apps, which Matrix lacks.
+//! When a user's sync hands them events that others sent, the server records a receipt of type
+//! [`DELIVERED`] for that user on the newest of them, exactly like a public read receipt: it
+//! reaches the room's members in the `m.receipt` ephemeral event (`{event_id: {"<type>":
+//! {user: {ts}}}}`), where clients that do not know the type ignore it, as the spec asks of
+//! unknown receipt types. A sender's client shows "delivered" once every other member has a
+//! delivery (or read) receipt at or after its event. Only rooms of at most
+//! [`DELIVERY_MAX_MEMBERS`] joined members get them (ticks are for conversations; in big
+//! rooms each delivery would wake every member), and they stay on this server (the federation
+//! receipt EDU only carries `m.read`).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -17,6 +29,12 @@ use crate::{
 /// The public receipt type, the only one that leaves this server.
 pub const READ: &str = "m.read";
 pub const READ_PRIVATE: &str = "m.read.private";
+/// The delivery receipt type.
+pub const DELIVERED: &str = "org.myelin.delivered";
+/// The `unstable_features` flag announcing delivery receipts.
+pub const DELIVERY_FEATURE: &str = "org.myelin.delivery_receipts";
+/// Rooms with more joined members than this get no delivery receipts.
+pub const DELIVERY_MAX_MEMBERS: usize = 50;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct StoredReceipt {
@@ -79,6 +97,23 @@ impl Receipts {
         Ok(())
     }
 
+    /// Records that `user`'s device received `event_id` (the newest event from someone else
+    /// that a sync handed them), unless an earlier sync got further.
+    pub async fn set_delivered(&self, room_id: &RoomId, user: &UserId, event_id: &str, event_stream: u64) -> Result<()> {
+        let key = receipt_key(room_id, DELIVERED, user.as_str(), "");
+        if let Some(previous) = RECEIPTS.get(&self.db, &key)?
+            && let Some((_, event)) = self.rooms.event_shared(&previous.event_id)?
+            && event.stream >= event_stream
+        {
+            return Ok(());
+        }
+        let joined = self.rooms.membership.members(room_id.as_str())?.iter().filter(|(_, entry)| entry.membership == "join").count();
+        if joined > DELIVERY_MAX_MEMBERS {
+            return Ok(());
+        }
+        self.store(room_id, user, DELIVERED, event_id, None, now_millis()).await
+    }
+
     /// A public receipt another server reports for one of its users, who must be joined.
     pub async fn set_remote(&self, origin: &ServerName, room_id: &RoomId, user: &UserId, event_id: &str, thread: Option<&str>, ts: u64) -> Result<()> {
         if user.server_name() != origin {
@@ -103,11 +138,13 @@ impl Receipts {
         let position = ticket.position;
         drop(ticket);
         let members = self.rooms.membership.members(room_id.as_str())?;
-        // A private receipt concerns its owner alone.
-        let wake: Vec<&str> = if receipt_type == READ {
-            members.iter().filter(|(_, entry)| entry.membership == "join").map(|(user, _)| user.as_str()).collect()
-        } else {
-            vec![user.as_str()]
+        // A private receipt concerns its owner alone; a delivery receipt concerns everyone but
+        // its owner, whose sync produced it (waking them would only cost them another round).
+        let joined = members.iter().filter(|(_, entry)| entry.membership == "join").map(|(member, _)| member.as_str());
+        let wake: Vec<&str> = match receipt_type {
+            READ_PRIVATE => vec![user.as_str()],
+            DELIVERED => joined.filter(|member| *member != user.as_str()).collect(),
+            _ => joined.collect(),
         };
         self.rooms.notifier.notify(wake, position);
         Ok(())
@@ -144,7 +181,10 @@ impl Receipts {
         for (key, receipt) in entries {
             let (user, thread) = user_and_thread(&key);
             let receipt_type = key.1.clone();
-            if receipt_type != READ && user != viewer.as_str() {
+            // Private receipts are their owner's alone; one's own delivery receipts tell one
+            // nothing.
+            let own = user == viewer.as_str();
+            if (receipt_type == READ_PRIVATE && !own) || (receipt_type == DELIVERED && own) {
                 continue;
             }
             let mut data = json!({ "ts": receipt.ts });

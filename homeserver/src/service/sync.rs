@@ -38,31 +38,71 @@ pub fn parse_since(since: Option<&str>) -> Result<Option<u64>> {
     }
 }
 
-pub async fn sync(services: &Services, request: SyncRequest<'_>) -> Result<Value> {
+pub async fn sync(services: &Services, mut request: SyncRequest<'_>) -> Result<Value> {
     let rooms = &services.rooms;
+    let deadline = tokio::time::Instant::now() + request.timeout;
     // Subscribe before reading the position, so a change in between still wakes us.
     let mut wake = rooms.notifier.subscribe(request.user.as_str());
-    let mut now = rooms.stream.safe();
-    if let Some(since) = request.since
-        && since >= now
-        && !request.full_state
-        && !request.timeout.is_zero()
-    {
-        let wait = async {
-            while wake.changed().await.is_ok() {
-                // The change may still have an older append in flight before it.
-                for _ in 0..50 {
-                    if rooms.stream.safe() > since {
-                        return;
+    loop {
+        let mut now = rooms.stream.safe();
+        if let Some(since) = request.since
+            && since >= now
+            && !request.full_state
+            && !request.timeout.is_zero()
+        {
+            let wait = async {
+                while wake.changed().await.is_ok() {
+                    // The change may still have an older append in flight before it.
+                    for _ in 0..50 {
+                        if rooms.stream.safe() > since {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
                     }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-            }
-        };
-        let _ = tokio::time::timeout(request.timeout, wait).await;
-        now = rooms.stream.safe();
+            };
+            let _ = tokio::time::timeout_at(deadline, wait).await;
+            now = rooms.stream.safe();
+        }
+        let response = build_response(services, &request, now)?;
+        // The stream moved for something that is nothing to this user (another room's event,
+        // their own delivery receipt): keep waiting from here rather than answer empty.
+        let keep_waiting =
+            request.since.is_some() && !request.full_state && is_empty(&response) && tokio::time::Instant::now() < deadline;
+        if keep_waiting {
+            request.since = Some(now);
+            continue;
+        }
+        record_deliveries(services, request.user, &response).await;
+        return Ok(response);
     }
-    build_response(services, &request, now)
+}
+
+/// Whether a sync response carries nothing new.
+fn is_empty(response: &Value) -> bool {
+    let rooms_empty = ["join", "invite", "leave", "knock"].iter().all(|section| response["rooms"][section].as_object().is_none_or(Map::is_empty));
+    let events_empty = ["account_data", "presence", "to_device"].iter().all(|section| response[section]["events"].as_array().is_none_or(Vec::is_empty));
+    rooms_empty && events_empty
+}
+
+/// Delivery receipts for what this sync handed the user: in each joined room, the newest
+/// timeline event someone else sent (see service/receipts.rs).
+async fn record_deliveries(services: &Services, user: &UserId, response: &Value) {
+    let Some(joined) = response["rooms"]["join"].as_object() else { return };
+    for (room_id, room) in joined {
+        let newest_from_others = room["timeline"]["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .rev()
+            .find(|event| event["sender"].as_str().is_some_and(|sender| sender != user.as_str()))
+            .and_then(|event| event["event_id"].as_str());
+        let (Some(event_id), Ok(room_id)) = (newest_from_others, RoomId::parse(room_id)) else { continue };
+        let Ok(Some((_, event))) = services.rooms.event_shared(event_id) else { continue };
+        if let Err(error) = services.receipts.set_delivered(&room_id, user, event_id, event.stream).await {
+            tracing::warn!(%room_id, %error, "cannot record a delivery receipt");
+        }
+    }
 }
 
 fn build_response(services: &Services, request: &SyncRequest<'_>, now: u64) -> Result<Value> {

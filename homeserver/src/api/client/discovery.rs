@@ -29,6 +29,8 @@ pub async fn get_supported_versions_route(
         ("org.matrix.msc2432".to_owned(), false),
         ("uk.tcpip.msc4133".to_owned(), true),
         ("uk.tcpip.msc4133.stable".to_owned(), true),
+        // Delivery receipts ("delivered" ticks): see service/receipts.rs.
+        (crate::service::receipts::DELIVERY_FEATURE.to_owned(), true),
     ]);
     Ok(RumaResponse(response))
 }
