@@ -5,6 +5,7 @@
 //! binaries first: `cargo build -p myelin -p myelin-admin` (`cargo test
 //! --workspace` does it too).
 
+mod account_features;
 mod admin;
 mod discovery;
 mod errors;

@@ -65,4 +65,16 @@ impl AccountData {
         }
         Ok(out)
     }
+
+    /// The users `user` ignores (`m.ignored_user_list`): their events and invites are hidden
+    /// from `user`.
+    pub fn ignored_users(&self, user_id: &UserId) -> Result<std::collections::HashSet<String>> {
+        let list = self.get(user_id, None, "m.ignored_user_list")?;
+        Ok(list
+            .as_ref()
+            .and_then(|content| content.get("ignored_users"))
+            .and_then(Value::as_object)
+            .map(|users| users.keys().cloned().collect())
+            .unwrap_or_default())
+    }
 }

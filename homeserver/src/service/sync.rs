@@ -28,6 +28,8 @@ pub struct SyncRequest<'a> {
     pub full_state: bool,
     pub timeout: Duration,
     pub filter: FilterDefinition,
+    /// The users whose events and invites the user ignores (filled in by [`sync`]).
+    pub ignored: std::collections::HashSet<String>,
 }
 
 pub fn parse_since(since: Option<&str>) -> Result<Option<u64>> {
@@ -41,6 +43,7 @@ pub fn parse_since(since: Option<&str>) -> Result<Option<u64>> {
 pub async fn sync(services: &Services, mut request: SyncRequest<'_>) -> Result<Value> {
     let rooms = &services.rooms;
     let deadline = tokio::time::Instant::now() + request.timeout;
+    request.ignored = services.account_data.ignored_users(request.user)?;
     // Subscribe before reading the position, so a change in between still wakes us.
     let mut wake = rooms.notifier.subscribe(request.user.as_str());
     loop {
@@ -76,6 +79,14 @@ pub async fn sync(services: &Services, mut request: SyncRequest<'_>) -> Result<V
         record_deliveries(services, request.user, &response).await;
         return Ok(response);
     }
+}
+
+/// Whether an invite came from someone the user ignores (such invites are not shown).
+fn invited_by_ignored(services: &Services, request: &SyncRequest<'_>, invite_event_id: &str) -> Result<bool> {
+    if request.ignored.is_empty() {
+        return Ok(false);
+    }
+    Ok(services.rooms.event_shared(invite_event_id)?.is_some_and(|(_, event)| request.ignored.contains(event.sender())))
 }
 
 /// Whether a sync response carries nothing new.
@@ -172,7 +183,7 @@ fn build_response(services: &Services, request: &SyncRequest<'_>, now: u64) -> R
                     join.insert(room_id, section);
                 }
             }
-            "invite" if changed_since => {
+            "invite" if changed_since && !invited_by_ignored(services, request, &entry.event_id)? => {
                 invite.insert(room_id, json!({ "invite_state": { "events": stripped_state(services, &entry.event_id)? } }));
             }
             "knock" if changed_since => {
@@ -249,7 +260,7 @@ fn joined_room(
     let fields = request.filter.event_fields.as_deref();
     let mut timeline = Vec::new();
     for event in &timeline_events {
-        if event_matches(timeline_filter, event) && rooms.can_see_event(&visibility, event)? {
+        if event_matches(timeline_filter, event) && !request.ignored.contains(event.sender()) && rooms.can_see_event(&visibility, event)? {
             timeline.push(restrict_fields(without_room_id(rooms.client_event(event, viewer)?), fields));
         }
     }

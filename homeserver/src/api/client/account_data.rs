@@ -1,11 +1,15 @@
-//! Global account data (`/user/{userId}/account_data/{type}`).
+//! Account data, global and per room (`/user/{userId}/…/account_data/{type}`), and room tags
+//! (`m.tag` room account data behind `/user/{userId}/rooms/{roomId}/tags`).
 
 use axum::extract::State;
 use http::StatusCode;
 use ruma::{
     UserId,
     api::{
-        client::config::{get_global_account_data, get_room_account_data, set_global_account_data, set_room_account_data},
+        client::{
+            config::{get_global_account_data, get_room_account_data, set_global_account_data, set_room_account_data},
+            tag::{create_tag, delete_tag, get_tags},
+        },
         error::ErrorKind,
     },
     serde::Raw,
@@ -91,4 +95,54 @@ pub async fn set_global_account_data_route(
     let content = parse_settable(&event_type, body.data.json().get())?;
     services.account_data.set(&body.user_id, None, &event_type, &content).await?;
     Ok(RumaResponse(set_global_account_data::v3::Response::new()))
+}
+
+/// The user's `m.tag` room account data content: `{"tags": {tag: {order}}}`.
+fn tags_of(services: &crate::service::Services, user: &UserId, room: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let content = services.account_data.get(user, Some(room), "m.tag")?.unwrap_or_default();
+    Ok(content.get("tags").and_then(serde_json::Value::as_object).cloned().unwrap_or_default())
+}
+
+async fn store_tags(services: &crate::service::Services, user: &UserId, room: &str, tags: serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    services.account_data.set(user, Some(room), "m.tag", &serde_json::json!({ "tags": tags })).await
+}
+
+/// `GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags`
+pub async fn get_tags_route(
+    State(services): State<AppState>,
+    request: Ruma<get_tags::v3::Request>,
+) -> Result<RumaResponse<get_tags::v3::Response>> {
+    let body = &request.body;
+    require_own(&request.sender()?.user_id, &body.user_id)?;
+    let tags = tags_of(&services, &body.user_id, body.room_id.as_str())?;
+    let tags = serde_json::from_value(serde_json::Value::Object(tags)).map_err(|e| Error::internal(format!("stored tags: {e}")))?;
+    Ok(RumaResponse(get_tags::v3::Response::new(tags)))
+}
+
+/// `PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}`
+pub async fn create_tag_route(
+    State(services): State<AppState>,
+    request: Ruma<create_tag::v3::Request>,
+) -> Result<RumaResponse<create_tag::v3::Response>> {
+    let body = &request.body;
+    require_own(&request.sender()?.user_id, &body.user_id)?;
+    let mut tags = tags_of(&services, &body.user_id, body.room_id.as_str())?;
+    let info = serde_json::to_value(&body.tag_info).map_err(|e| Error::internal(e.to_string()))?;
+    tags.insert(body.tag.clone(), info);
+    store_tags(&services, &body.user_id, body.room_id.as_str(), tags).await?;
+    Ok(RumaResponse(create_tag::v3::Response::new()))
+}
+
+/// `DELETE /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}`
+pub async fn delete_tag_route(
+    State(services): State<AppState>,
+    request: Ruma<delete_tag::v3::Request>,
+) -> Result<RumaResponse<delete_tag::v3::Response>> {
+    let body = &request.body;
+    require_own(&request.sender()?.user_id, &body.user_id)?;
+    let mut tags = tags_of(&services, &body.user_id, body.room_id.as_str())?;
+    if tags.remove(&body.tag).is_some() {
+        store_tags(&services, &body.user_id, body.room_id.as_str(), tags).await?;
+    }
+    Ok(RumaResponse(delete_tag::v3::Response::new()))
 }

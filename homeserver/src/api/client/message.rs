@@ -121,6 +121,7 @@ pub async fn get_message_events_route(
         return Err(Error::forbidden("You are not a member of this room"));
     }
     let viewer = services.rooms.viewer(&body.room_id, &sender.user_id)?;
+    let ignored = services.account_data.ignored_users(&sender.user_id)?;
     let limit = usize::try_from(u64::from(body.limit)).unwrap_or(MAX_PAGE).min(MAX_PAGE);
     let direction = match body.dir {
         Direction::Backward => myelin_storage::Direction::Reverse,
@@ -166,7 +167,7 @@ pub async fn get_message_events_route(
             }
             cursor = gap_after(position, direction);
             let Some(event) = services.rooms.timeline.get(short)? else { continue };
-            if !event_matches(&body.filter, &event) || !services.rooms.can_see_event(&viewer, &event)? {
+            if !event_matches(&body.filter, &event) || ignored.contains(event.sender()) || !services.rooms.can_see_event(&viewer, &event)? {
                 continue;
             }
             chunk.push(event);

@@ -43,6 +43,7 @@ pub async fn sync_events_route(
         full_state: body.full_state,
         timeout: body.timeout.unwrap_or_default().min(MAX_TIMEOUT),
         filter,
+        ignored: Default::default(),
     };
     Ok(Json(sync(&services, sync_request).await?))
 }
