@@ -30,5 +30,6 @@ mod room_support;
 mod room_visibility;
 mod rooms;
 mod sessions;
+mod spaces;
 mod synapse_peer;
 mod sync;

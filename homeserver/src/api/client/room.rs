@@ -141,3 +141,48 @@ pub async fn timestamp_to_event_route(
         ruma::MilliSecondsSinceUnixEpoch(ruma::UInt::new_saturating(ts)),
     )))
 }
+
+/// `GET /_matrix/client/v1/room_summary/{roomIdOrAlias}` (and MSC3266's unstable path, which
+/// Element Call uses): a room's preview, for rooms held here.
+pub async fn get_summary_route(
+    State(services): State<AppState>,
+    request: Ruma<ruma::api::client::room::get_summary::v1::Request>,
+) -> Result<RumaResponse<ruma::api::client::room::get_summary::v1::Response>> {
+    let viewer = request.sender.as_ref().map(|sender| sender.user_id.clone());
+    let body = request.body;
+    let room_id = match <&ruma::RoomId>::try_from(&*body.room_id_or_alias) {
+        Ok(room_id) => room_id.to_owned(),
+        Err(alias) => {
+            let room_id = services.rooms.records.alias(alias.as_str())?.ok_or_else(|| Error::not_found("Room alias not found"))?;
+            ruma::RoomId::parse(room_id).map_err(|e| Error::internal(e.to_string()))?
+        }
+    };
+    let (chunk, membership) = services.rooms.room_summary(&room_id, viewer.as_deref())?;
+    let summary = serde_json::from_value(chunk).map_err(|e| Error::internal(format!("room summary: {e}")))?;
+    let mut response = ruma::api::client::room::get_summary::v1::Response::new(summary);
+    response.membership = membership.map(|m| ruma::events::room::member::MembershipState::from(m.as_str()));
+    Ok(RumaResponse(response))
+}
+
+/// `GET /_matrix/client/v1/rooms/{roomId}/hierarchy`
+pub async fn get_hierarchy_route(
+    State(services): State<AppState>,
+    request: Ruma<ruma::api::client::space::get_hierarchy::v1::Request>,
+) -> Result<RumaResponse<ruma::api::client::space::get_hierarchy::v1::Response>> {
+    let user = request.sender()?.user_id.clone();
+    let body = request.body;
+    let from = match body.from.as_deref() {
+        None => 0,
+        Some(token) => token.parse::<usize>().map_err(|_| Error::invalid_param("Invalid pagination token"))?,
+    };
+    let limit = body.limit.map_or(50, |limit| usize::try_from(u64::from(limit)).unwrap_or(50)).clamp(1, 500);
+    let max_depth = body.max_depth.map(|depth| usize::try_from(u64::from(depth)).unwrap_or(usize::MAX));
+    let (rooms, next) = services.rooms.hierarchy(&body.room_id, &user, max_depth, body.suggested_only, from, limit)?;
+    let mut response = ruma::api::client::space::get_hierarchy::v1::Response::new();
+    response.rooms = rooms
+        .into_iter()
+        .map(|room| serde_json::from_value(room).map_err(|e| Error::internal(format!("hierarchy room: {e}"))))
+        .collect::<Result<_>>()?;
+    response.next_batch = next.map(|n| n.to_string());
+    Ok(RumaResponse(response))
+}

@@ -16,6 +16,7 @@ mod directory;
 mod federation_read;
 mod filter;
 mod remote;
+mod spaces;
 mod format;
 mod upgrade;
 pub mod tokens;
