@@ -3,4 +3,5 @@
 
 pub mod admin;
 pub mod client;
+pub mod media;
 pub mod server;

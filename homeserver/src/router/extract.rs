@@ -23,6 +23,21 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for MatrixJson<T> {
     }
 }
 
+/// The user of an access token, for handlers that cannot use `Ruma<T>` (media uploads, whose
+/// bodies are streamed rather than buffered).
+pub struct ClientUser(pub AuthedUser);
+
+impl FromRequestParts<AppState> for ClientUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let token = access_token(parts)?.ok_or_else(Error::missing_token)?;
+        let user = state.sessions.authenticate(&token, client_ip(parts))?;
+        tracing::Span::current().record("user", user.user_id.as_str());
+        Ok(Self(user))
+    }
+}
+
 /// An authenticated server admin; anybody else gets 403 `M_FORBIDDEN`.
 pub struct AdminUser(pub AuthedUser);
 
@@ -30,9 +45,7 @@ impl FromRequestParts<AppState> for AdminUser {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let token = access_token(parts)?.ok_or_else(Error::missing_token)?;
-        let user = state.sessions.authenticate(&token, client_ip(parts))?;
-        tracing::Span::current().record("user", user.user_id.as_str());
+        let ClientUser(user) = ClientUser::from_request_parts(parts, state).await?;
         if !state.users.is_admin(&user.user_id)? {
             return Err(Error::forbidden("You are not a server admin"));
         }

@@ -62,7 +62,12 @@ fn cors() -> CorsLayer {
 
 /// Refuses a body whose declared length is over the limit before a byte of it is read.
 async fn reject_declared_oversize(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let limit = state.config.limits.max_request_body_bytes;
+    // Media uploads stream to disk under their own, larger limit.
+    let limit = if crate::api::media::is_upload(request.method(), request.uri().path()) {
+        state.config.media.max_upload_bytes
+    } else {
+        state.config.limits.max_request_body_bytes
+    };
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -8,7 +8,7 @@ mod ruma;
 use axum::{Router, routing::get};
 use http::StatusCode;
 
-pub use self::extract::{AdminUser, MatrixJson};
+pub use self::extract::{AdminUser, ClientUser, MatrixJson};
 pub use self::ruma::{AppState, AuthMode, Ruma, RumaResponse, RumaRouter, access_token, client_ip, read_body};
 use crate::{api, error::Error};
 
@@ -18,6 +18,7 @@ pub fn build(state: AppState) -> Router {
     let router = api::client::routes(router);
     let router = api::admin::routes(router);
     let router = api::server::routes(router);
+    let router = api::media::routes(router);
     let router = router
         .fallback(|| async { Error::unrecognized(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async { Error::unrecognized(StatusCode::METHOD_NOT_ALLOWED) });

@@ -287,6 +287,47 @@ impl FederationClient {
     }
 }
 
+/// Streaming requests, for bodies too large to hold in memory (media).
+impl FederationClient {
+    /// `GET` a federation path signed with X-Matrix and hand back the answer with its body
+    /// unread. A non-2xx answer is an error, as with [`FederationClient::send`].
+    pub async fn get_signed_streaming(&self, server: &ServerName, path_and_query: &str, timeout: Duration) -> Result<reqwest::Response> {
+        let url = format!("{}{path_and_query}", self.resolve(server).await?);
+        let authorization =
+            myelin_federation::xmatrix::sign_request(&self.key, &self.origin, server, &http::Method::GET, path_and_query, None)?;
+        let request = self.http.get(&url).header(http::header::AUTHORIZATION, authorization).timeout(timeout);
+        self.streaming_answer(server, path_and_query, request).await
+    }
+
+    /// `GET` a URL another server pointed us to (a media `Location`), unsigned, refused on
+    /// denied addresses like any federation destination.
+    pub async fn get_url_streaming(&self, server: &ServerName, url: &str, timeout: Duration) -> Result<reqwest::Response> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| unreachable_server(server, &format!("bad URL {url:?}: {e}")))?;
+        if !matches!(parsed.scheme(), "https" | "http") {
+            return Err(unreachable_server(server, &format!("refusing to fetch {url:?}")));
+        }
+        let host = parsed.host_str().ok_or_else(|| unreachable_server(server, &format!("no host in {url:?}")))?;
+        self.check_address(server, host, parsed.port_or_known_default().unwrap_or(443)).await?;
+        self.streaming_answer(server, parsed.path(), self.http.get(parsed.clone()).timeout(timeout)).await
+    }
+
+    async fn streaming_answer(&self, server: &ServerName, path: &str, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let mut response = request.send().await.map_err(|e| unreachable_server(server, &e.to_string()))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        // An error body is small; read at most 64 KiB of it.
+        let mut body = Vec::new();
+        while body.len() < 64 * 1024
+            && let Ok(Some(chunk)) = response.chunk().await
+        {
+            body.extend_from_slice(&chunk);
+        }
+        Err(remote_error(server, path, status, &body))
+    }
+}
+
 /// A peer's error answer, keeping its Matrix errcode where it sent one (a 403 `M_FORBIDDEN`
 /// from a resident server is the joining user's answer, not a gateway failure).
 fn remote_error(server: &ServerName, path: &str, status: http::StatusCode, body: &[u8]) -> Error {

@@ -8,6 +8,7 @@ pub mod federation_client;
 pub mod federation_rooms;
 pub mod federation_sender;
 pub mod filters;
+pub mod media;
 pub mod notifier;
 pub mod password;
 pub mod presence;
@@ -47,6 +48,7 @@ pub fn catalog() -> Catalog {
         .chain(receipts::TABLES.iter().copied())
         .chain(presence::TABLES.iter().copied())
         .chain(federation_sender::TABLES.iter().copied())
+        .chain(media::TABLES.iter().copied())
         .chain(rooms::tables())
         .fold(Catalog::new(SCHEMA_VERSION), Catalog::table)
 }
@@ -77,6 +79,7 @@ pub struct Services {
     pub receipts: receipts::Receipts,
     pub presence: presence::Presence,
     pub filters: filters::Filters,
+    pub media: media::Media,
     pub rate_limits: RateLimits,
     pub shared_secret: shared_secret::SharedSecretRegistration,
 }
@@ -117,6 +120,7 @@ impl Services {
             federation.clone(),
             sender.clone(),
         );
+        let media = media::Media::new(db.clone(), &config, server_name.clone(), federation.clone())?;
         let typing = typing::Typing::new(rooms.clone(), sender.clone(), server_name.clone());
         let receipts = receipts::Receipts::new(db.clone(), rooms.clone(), sender.clone(), server_name.clone());
         let presence = presence::Presence::new(db.clone(), rooms.clone(), sender.clone(), server_name.clone(), config.presence.clone());
@@ -136,6 +140,7 @@ impl Services {
             sessions: sessions::Sessions::new(db.clone(), config.sessions.clone()),
             uiaa: uiaa::Uiaa::default(),
             filters: filters::Filters::new(db.clone()),
+            media,
             rate_limits: RateLimits {
                 login_per_ip: limiter(&limits.login_per_ip),
                 login_per_account: limiter(&limits.login_per_account),
