@@ -5,7 +5,7 @@ use complement_tests::*;
 const SECRET: &str = "a-long-shared-secret-for-tests";
 const SS_REGISTER: &str = "/_synapse/admin/v1/register";
 
-fn admin_options() -> ServerOptions {
+pub(crate) fn admin_options() -> ServerOptions {
     ServerOptions::new().shared_secret(SECRET)
 }
 
@@ -18,7 +18,7 @@ async fn nonce(server: &TestServer) -> String {
 }
 
 /// Registers through the shared-secret endpoint with a fresh nonce.
-async fn shared_secret_register(
+pub(crate) async fn shared_secret_register(
     server: &TestServer,
     username: &str,
     password: &str,

@@ -28,6 +28,7 @@ mod room_membership;
 mod room_messages;
 mod room_support;
 mod room_visibility;
+mod reports;
 mod rooms;
 mod sessions;
 mod spaces;

@@ -14,6 +14,7 @@ pub mod password;
 pub mod presence;
 pub mod push_rules;
 pub mod receipts;
+pub mod reports;
 pub mod rate_limit;
 pub mod remote_keys;
 pub mod rooms;
@@ -47,6 +48,7 @@ pub fn catalog() -> Catalog {
         .chain(remote_keys::TABLES.iter().copied())
         .chain(receipts::TABLES.iter().copied())
         .chain(presence::TABLES.iter().copied())
+        .chain(reports::TABLES.iter().copied())
         .chain(federation_sender::TABLES.iter().copied())
         .chain(media::TABLES.iter().copied())
         .chain(rooms::tables())
@@ -78,6 +80,7 @@ pub struct Services {
     pub typing: typing::Typing,
     pub receipts: receipts::Receipts,
     pub presence: presence::Presence,
+    pub reports: reports::Reports,
     pub filters: filters::Filters,
     pub media: media::Media,
     pub rate_limits: RateLimits,
@@ -125,6 +128,7 @@ impl Services {
         let receipts = receipts::Receipts::new(db.clone(), rooms.clone(), sender.clone(), server_name.clone());
         let presence = presence::Presence::new(db.clone(), rooms.clone(), sender.clone(), server_name.clone(), config.presence.clone());
         Ok(Self {
+            reports: reports::Reports::new(db.clone()),
             presence,
             typing,
             receipts,

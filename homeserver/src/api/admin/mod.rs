@@ -2,6 +2,7 @@
 //! (`register_new_matrix_user`, synapse-admin) works against Myelin.
 
 mod register;
+mod reports;
 mod users;
 
 use axum::{Json, Router, routing::{get, post}};
@@ -16,6 +17,9 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .route("/_synapse/admin/v2/users/{user_id}", get(users::get_user_route).put(users::put_user_route))
         .route("/_synapse/admin/v1/deactivate/{user_id}", post(users::deactivate_user_route))
         .route("/_synapse/admin/v1/reset_password/{user_id}", post(users::reset_password_route))
+        .route("/_synapse/admin/v1/event_reports", get(reports::list_event_reports_route))
+        .route("/_synapse/admin/v1/event_reports/{id}", get(reports::get_report_route).delete(reports::delete_report_route))
+        .route("/_synapse/admin/v1/room_reports", get(reports::list_room_reports_route))
 }
 
 /// `GET /_synapse/admin/v1/server_version`. Synapse serves it without authentication.

@@ -99,6 +99,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<c::context::get_context::v3::Request, _, _>(message::get_context_route)
         .ruma::<c::room::upgrade_room::v3::Request, _, _>(room::upgrade_room_route)
         .ruma::<c::room::get_summary::v1::Request, _, _>(room::get_summary_route)
+        .ruma::<c::room::report_content::v3::Request, _, _>(room::report_event_route)
+        .ruma::<c::room::report_room::v3::Request, _, _>(room::report_room_route)
         .ruma::<c::space::get_hierarchy::v1::Request, _, _>(room::get_hierarchy_route)
         .ruma::<c::room::get_event_by_timestamp::v1::Request, _, _>(room::timestamp_to_event_route)
         .ruma::<c::push::get_pushrules_all::v3::Request, _, _>(push::get_pushrules_all_route)

@@ -186,3 +186,36 @@ pub async fn get_hierarchy_route(
     response.next_batch = next.map(|n| n.to_string());
     Ok(RumaResponse(response))
 }
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/report/{eventId}`: 404 unless the reporter can see
+/// the event, so reports cannot probe for events.
+pub async fn report_event_route(
+    State(services): State<AppState>,
+    request: Ruma<ruma::api::client::room::report_content::v3::Request>,
+) -> Result<RumaResponse<ruma::api::client::room::report_content::v3::Response>> {
+    let reporter = request.sender()?.user_id.clone();
+    let body = request.body;
+    let not_found = || Error::not_found("Event not found");
+    let (_, event) = services.rooms.event(body.event_id.as_str())?.ok_or_else(not_found)?;
+    let record = services.rooms.room(&body.room_id).map_err(|_| not_found())?;
+    if event.room_short != record.short || event.outlier || !services.rooms.can_see_event(&services.rooms.viewer(&body.room_id, &reporter)?, &event)? {
+        return Err(not_found());
+    }
+    services
+        .reports
+        .file(body.room_id.as_str(), Some(body.event_id.as_str()), reporter.as_str(), body.reason, Some(event.sender().to_owned()))
+        .await?;
+    Ok(RumaResponse(ruma::api::client::room::report_content::v3::Response::new()))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/report`: a whole room, which must exist here.
+pub async fn report_room_route(
+    State(services): State<AppState>,
+    request: Ruma<ruma::api::client::room::report_room::v3::Request>,
+) -> Result<RumaResponse<ruma::api::client::room::report_room::v3::Response>> {
+    let reporter = request.sender()?.user_id.clone();
+    let body = request.body;
+    services.rooms.room(&body.room_id)?;
+    services.reports.file(body.room_id.as_str(), None, reporter.as_str(), Some(body.reason), None).await?;
+    Ok(RumaResponse(ruma::api::client::room::report_room::v3::Response::new()))
+}
