@@ -22,6 +22,7 @@ mod real_client;
 mod real_client_rooms;
 mod receipts_typing;
 mod registration;
+mod relations;
 mod room_directory;
 mod room_durability;
 mod room_membership;

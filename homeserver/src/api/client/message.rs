@@ -77,16 +77,7 @@ pub fn require_joined(services: &Services, room_id: &RoomId, user: &UserId) -> R
 /// The event if `user` may see it; a hidden event is reported as not found, so its existence
 /// does not leak.
 fn visible_event(services: &Services, room_id: &RoomId, event_id: &EventId, user: &UserId) -> Result<StoredEvent> {
-    let record = services.rooms.room(room_id)?;
-    let not_found = || Error::not_found("Event not found");
-    let (_, event) = services.rooms.event(event_id.as_str())?.ok_or_else(not_found)?;
-    if event.room_short != record.short {
-        return Err(not_found());
-    }
-    if !services.rooms.can_see_event(&services.rooms.viewer(room_id, user)?, &event)? {
-        return Err(not_found());
-    }
-    Ok(event)
+    services.rooms.visible_event(room_id, event_id.as_str(), &services.rooms.viewer(room_id, user)?)
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`

@@ -14,6 +14,7 @@ mod profile;
 mod presence;
 mod push;
 mod receipt;
+mod relations;
 mod room;
 mod session;
 mod state;
@@ -97,6 +98,12 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<c::tag::create_tag::v3::Request, _, _>(account_data::create_tag_route)
         .ruma::<c::tag::delete_tag::v3::Request, _, _>(account_data::delete_tag_route)
         .ruma::<c::context::get_context::v3::Request, _, _>(message::get_context_route)
+        .ruma::<c::relations::get_relating_events::v1::Request, _, _>(relations::get_relating_events_route)
+        .ruma::<c::relations::get_relating_events_with_rel_type::v1::Request, _, _>(relations::get_relating_events_with_rel_type_route)
+        .ruma::<c::relations::get_relating_events_with_rel_type_and_event_type::v1::Request, _, _>(
+            relations::get_relating_events_with_rel_type_and_event_type_route,
+        )
+        .ruma::<c::threads::get_threads::v1::Request, _, _>(relations::get_threads_route)
         .ruma::<c::room::upgrade_room::v3::Request, _, _>(room::upgrade_room_route)
         .ruma::<c::room::get_summary::v1::Request, _, _>(room::get_summary_route)
         .ruma::<c::room::report_content::v3::Request, _, _>(room::report_event_route)

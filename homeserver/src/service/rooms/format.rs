@@ -10,7 +10,8 @@ use crate::{error::Result, util::now_millis};
 const SERVER_ONLY_FIELDS: &[&str] = &["hashes", "signatures", "auth_events", "prev_events", "depth", "origin", "prev_state", "membership"];
 
 impl Rooms {
-    /// The client format of `event` for `viewer` (whose device sees its own `transaction_id`).
+    /// The client format of `event` for `viewer` (whose device sees its own `transaction_id`),
+    /// with its bundled aggregations (`unsigned.m.relations`) when there is a viewer.
     pub fn client_event(&self, event: &StoredEvent, viewer: Option<(&UserId, &DeviceId)>) -> Result<Value> {
         let mut object: Map<String, Value> = event.pdu.as_object().cloned().unwrap_or_default();
         for field in SERVER_ONLY_FIELDS {
@@ -49,6 +50,13 @@ impl Rooms {
             && let Some((_, redaction)) = self.event(redaction_id)?
         {
             unsigned.insert("redacted_because".to_owned(), self.client_event(&redaction, None)?);
+        }
+        // Aggregations are ours to compute: never pass on what another server put there.
+        unsigned.remove("m.relations");
+        if let Some(viewer) = viewer
+            && let Some(relations) = self.bundled_aggregations(event, viewer)?
+        {
+            unsigned.insert("m.relations".to_owned(), relations);
         }
         object.insert("unsigned".to_owned(), Value::Object(unsigned));
         Ok(Value::Object(object))

@@ -18,6 +18,7 @@ mod filter;
 mod remote;
 mod spaces;
 mod format;
+pub mod relations;
 mod upgrade;
 pub mod tokens;
 mod visibility;
@@ -60,7 +61,7 @@ use crate::{
 
 /// Every table of the room engine.
 pub fn tables() -> impl Iterator<Item = &'static str> {
-    [short::TABLES, state::TABLES, timeline::TABLES, membership::TABLES, records::TABLES, remote::TABLES].into_iter().flatten().copied()
+    [short::TABLES, state::TABLES, timeline::TABLES, membership::TABLES, records::TABLES, remote::TABLES, relations::TABLES].into_iter().flatten().copied()
 }
 
 /// The largest PDU the spec allows, in canonical JSON bytes.
@@ -273,6 +274,8 @@ impl Rooms {
         {
             return EventId::parse(event_id).map_err(|e| Error::internal(e.to_string()));
         }
+        // Under the lock, so two identical reactions cannot both pass the duplicate check.
+        self.check_new_relation(room_id, sender, &draft.event_type, &draft.content)?;
         let record = self.room(room_id)?;
         let version = self.room_version(&record)?;
         let (_, event_id) =
@@ -474,6 +477,7 @@ impl Rooms {
             replaces_state,
             outlier: false,
         };
+        self.stage_relation(&mut batch, event_short, &stored)?;
         if placement == Placement::Backfilled {
             // History from before what we hold: reachable by /messages, never new to sync, and
             // no extremity (later events already point past it).
@@ -610,6 +614,7 @@ impl Rooms {
         if !allowed {
             return Ok(None);
         }
+        self.unstage_relation(batch, &stored)?;
         let redacted = redact_pdu(version, canonical(&stored.pdu)?, None)?;
         stored.pdu = serde_json::to_value(&redacted).map_err(|e| Error::internal(e.to_string()))?;
         stored.redacted_because = Some(redaction_id.to_string());
