@@ -8,6 +8,8 @@
 // messages, bob's `Room.timeline` listener must see all five, in order,
 // within MESSAGE_DEADLINE_MS; bob then paginates back (`scrollback` to the
 // room's creation, and a raw `/messages` request) and finds them again.
+// Finally alice edits, reacts and starts a thread, and bob's SDK must apply
+// the server's bundled edit and read the reaction and the thread back.
 //
 // Exit 0 and a one-line JSON summary on stdout on success; on any failure or
 // timeout, exit 1 with the reason (and the last HTTP exchanges) on stderr.
@@ -315,6 +317,39 @@ async function main() {
         throw new Error(`the timeline does not start with m.room.create: ${JSON.stringify(timeline.map((e) => e.getType()))}`);
     }
 
+    // Relations as the SDK sees them: alice edits her first message, reacts to it and
+    // answers it in a thread; bob's client applies the edit the server bundles with the
+    // original (`unsigned.m.relations.m.replace`), lists the reaction with /relations and
+    // the thread with /threads.
+    step("alice edits, reacts and starts a thread; bob's SDK reads them back");
+    const original = sentIds[0];
+    const editedBody = `${bodies[0]} (edited)`;
+    await alice.sendEvent(roomId, "m.room.message", {
+        msgtype: "m.text",
+        body: `* ${editedBody}`,
+        "m.new_content": { msgtype: "m.text", body: editedBody },
+        "m.relates_to": { rel_type: "m.replace", event_id: original },
+    });
+    await alice.sendEvent(roomId, "m.reaction", { "m.relates_to": { rel_type: "m.annotation", event_id: original, key: "👍" } });
+    const { event_id: threadReply } = await alice.sendEvent(roomId, "m.room.message", {
+        msgtype: "m.text",
+        body: "in a thread",
+        "m.relates_to": { rel_type: "m.thread", event_id: original, is_falling_back: true, "m.in_reply_to": { event_id: original } },
+    });
+    const fetched = bob2.getEventMapper()(await bob2.fetchRoomEvent(roomId, original));
+    if (fetched.getContent().body !== editedBody || fetched.replacingEventId() === undefined) {
+        throw new Error(`the SDK did not apply the bundled edit: body ${JSON.stringify(fetched.getContent().body)}, unsigned ${JSON.stringify(fetched.getUnsigned())}`);
+    }
+    const reactions = await bob2.relations(roomId, original, "m.annotation", "m.reaction");
+    if (reactions.events.length !== 1 || reactions.events[0].getRelation()?.key !== "👍") {
+        throw new Error(`/relations listed ${JSON.stringify(reactions.events.map((e) => e.getContent()))}`);
+    }
+    const threadList = await bob2.createThreadListMessagesRequest(roomId, null, 10);
+    const threadSummary = threadList.chunk?.[0]?.unsigned?.["m.relations"]?.["m.thread"];
+    if (threadList.chunk?.length !== 1 || threadList.chunk[0].event_id !== original || threadSummary?.latest_event?.event_id !== threadReply || threadSummary?.count !== 1) {
+        throw new Error(`/threads answered ${JSON.stringify(threadList)}`);
+    }
+
     step("stopping the clients and logging out");
     alice.stopClient();
     bob2.stopClient();
@@ -333,6 +368,7 @@ async function main() {
         initial_timeline_events_limit_2: initialEvents,
         scrollback_calls: scrollbacks,
         timeline_events: timeline.length,
+        edit_applied: true,
         http_requests: httpLog.length,
         elapsed_ms: Date.now() - started,
     };
