@@ -274,6 +274,14 @@ async fn react_and_edit_across(home: &impl HttpPeer, creator: &Session, away: &i
     assert_eq!(seen["sender"], creator.user_id.as_str(), "{seen}");
     assert_eq!(seen["content"]["m.relates_to"], replacement, "{seen}");
     assert_eq!(seen["content"]["m.new_content"]["body"], format!("edited in v{version}"), "{seen}");
+
+    // Both servers index the relation they received: the guest's server bundles the edit
+    // with the original, the room's server lists the reaction under /relations.
+    let bundled = |event: &serde_json::Value| event["unsigned"]["m.relations"]["m.replace"]["event_id"] == edit.as_str();
+    eventually("the edit bundled with the original on the guest's server", async || event_in_timeline(away, guest, &room, &original).await.filter(bundled), &logs).await;
+    let path = format!("/_matrix/client/v1/rooms/{}/relations/{}/m.annotation", enc(&room), enc(&original));
+    let listed = home.get(&path, creator).await;
+    assert_eq!(listed.body["chunk"][0]["event_id"], reaction.as_str(), "/relations on the room's server: {:?}", listed.body);
 }
 
 #[tokio::test]
