@@ -14,6 +14,7 @@ mod federation_rooms;
 mod federation_read;
 mod federation_synapse;
 mod lifecycle;
+mod media;
 mod other_clients;
 mod presence;
 mod profile_account_data;

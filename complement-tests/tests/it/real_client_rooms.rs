@@ -17,7 +17,7 @@ use matrix_sdk::{Client, Room, RoomState};
 use tokio::sync::mpsc;
 
 /// An SDK client logged in as `username` (registered through the harness).
-async fn sdk_client(server: &TestServer, username: &str) -> Client {
+pub async fn sdk_client(server: &TestServer, username: &str) -> Client {
     server.register(username, "pw").await;
     let client = Client::builder()
         .homeserver_url(server.url())
@@ -42,7 +42,7 @@ async fn sync_for(client: &Client, timeout: Duration) {
 }
 
 /// Syncs `client` until `done` holds, for at most `limit`.
-async fn sync_until(client: &Client, limit: Duration, what: &str, done: impl Fn(&Client) -> bool) {
+pub async fn sync_until(client: &Client, limit: Duration, what: &str, done: impl Fn(&Client) -> bool) {
     let deadline = Instant::now() + limit;
     while !done(client) {
         assert!(
