@@ -415,3 +415,39 @@ async fn relations_hide_what_the_viewer_cannot_see() {
     assert!(bundled_edit(fetched).is_none(), "an edit bob cannot see must not be bundled: {fetched}");
     assert!(all_relations(&server, &bob, &room, &message, "", "", 5).await.is_empty());
 }
+
+#[tokio::test]
+async fn ignored_users_leave_aggregations() {
+    let server = TestServer::start_default().await;
+    let [alice, bob, carol] = users(&server, ["alice", "bob", "carol"]).await;
+    let room = public_room(&server, &alice).await;
+    join(&server, &bob, &room).await.ok();
+    join(&server, &carol, &room).await.ok();
+    let root = send_text(&server, &alice, &room, "root").await;
+    let from_bob = send(&server, &bob, &room, "m.room.message", thread_content(&root, "bob's reply")).await;
+    send(&server, &carol, &room, "m.room.message", thread_content(&root, "carol's reply")).await;
+    send(&server, &carol, &room, "m.reaction", reaction_content(&root, "👍")).await;
+    send(&server, &carol, &room, "m.room.message", json!({"msgtype": "m.text", "body": "ref", "m.relates_to": {"rel_type": "m.reference", "event_id": root}})).await;
+    let carols_root = send_text(&server, &carol, &room, "carol's thread").await;
+    send(&server, &alice, &room, "m.room.message", thread_content(&carols_root, "alice answers carol")).await;
+
+    let path = format!("{C}/user/{}/account_data/m.ignored_user_list", enc(&bob.user_id));
+    server.put(&path, &bob, &json!({"ignored_users": {carol.user_id.clone(): {}}})).await.ok();
+
+    // Bob ignores carol: her reply is not counted nor the latest, her reference is gone.
+    let fetched = event(&server, &bob, &room, &root).await;
+    let thread = &bundled(&fetched)["m.thread"];
+    assert_eq!((thread["count"].clone(), thread["latest_event"]["event_id"].clone()), (json!(1), json!(from_bob)), "{fetched}");
+    assert!(bundled(&fetched)["m.reference"].is_null(), "{fetched}");
+    // Alice ignores nobody.
+    assert_eq!(bundled(&event(&server, &alice, &room, &root).await)["m.thread"]["count"], 2);
+    // /relations hides carol's events from bob.
+    let listed = all_relations(&server, &bob, &room, &root, "", "", 10).await;
+    assert_eq!(listed, vec![from_bob.clone()], "{listed:?}");
+    // /threads lists carol's thread with its root redacted for bob.
+    let resp = threads(&server, &bob, &room, "limit=10").await;
+    let body = resp.ok();
+    let roots = events_of(&body["chunk"]);
+    let carols = roots.iter().find(|e| e["event_id"] == carols_root).unwrap_or_else(|| panic!("{}", resp.text));
+    assert_eq!(carols["content"], json!({}), "an ignored user's thread root is listed redacted: {carols}");
+}

@@ -53,7 +53,7 @@ pub use self::{
     timeline::{StoredEvent, StreamPositions, Timeline},
     visibility::Viewer,
 };
-use super::{federation_sender::FederationSender, notifier::Notifier};
+use super::{account_data::AccountData, federation_sender::FederationSender, notifier::Notifier};
 use crate::{
     error::{Error, Result},
     util::now_millis,
@@ -153,6 +153,8 @@ pub struct Rooms {
     pdus: cache::SharedCache<OwnedEventId, Pdu>,
     /// Where our events go to reach the other servers in their rooms.
     outbound: Option<FederationSender>,
+    /// Read for `m.ignored_user_list`: aggregations leave out the viewer's ignored users.
+    account_data: AccountData,
 }
 
 /// PDUs kept parsed in memory for auth checks.
@@ -170,6 +172,7 @@ impl Rooms {
         notifier: Notifier,
     ) -> Self {
         Self {
+            account_data: AccountData::new(db.clone(), stream.clone(), notifier.clone()),
             short: ShortIds::new(db.clone()),
             state: StateStore::new(db.clone()),
             timeline: Timeline::new(db.clone()),

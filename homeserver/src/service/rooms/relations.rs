@@ -13,14 +13,15 @@
 //! Writes happen under the room's append lock, so read-modify-write of the thread activity
 //! rows sees every earlier append of the room.
 
-use std::cmp::Reverse;
+use std::{cmp::Reverse, collections::HashSet};
 
+use myelin_federation::pdu::redact_pdu;
 use myelin_storage::{Batch, Direction, Table};
 use ruma::{RoomId, UserId, api::error::ErrorKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Rooms, StoredEvent, Viewer, timeline::gap_after, tokens::Token};
+use super::{Rooms, StoredEvent, Viewer, canonical, timeline::gap_after, tokens::Token};
 use crate::error::{Error, Result};
 
 /// A child event as its parent's aggregations need it.
@@ -113,17 +114,26 @@ pub struct Page {
     pub next_batch: Option<String>,
 }
 
-/// Visibility checks for one user in one room, built only when an aggregation needs one.
+/// What one user may see in one room, worked out only when an aggregation needs it.
 struct LazyViewer<'a> {
     room_id: Option<ruma::OwnedRoomId>,
     user: &'a UserId,
     viewer: Option<Viewer<'a>>,
+    ignored: Option<HashSet<String>>,
 }
 
 impl<'a> LazyViewer<'a> {
     fn new(event: &StoredEvent, user: &'a UserId) -> Self {
         let room_id = event.pdu.get("room_id").and_then(Value::as_str).and_then(|id| RoomId::parse(id).ok());
-        Self { room_id, user, viewer: None }
+        Self { room_id, user, viewer: None, ignored: None }
+    }
+
+    /// Whether the user ignores `sender`: the spec leaves ignored users out of aggregations.
+    fn ignores(&mut self, rooms: &Rooms, sender: &str) -> Result<bool> {
+        if self.ignored.is_none() {
+            self.ignored = Some(rooms.account_data.ignored_users(self.user)?);
+        }
+        Ok(self.ignored.as_ref().is_some_and(|ignored| ignored.contains(sender)))
     }
 
     fn can_see(&mut self, rooms: &Rooms, event: &StoredEvent) -> Result<bool> {
@@ -281,10 +291,13 @@ impl Rooms {
         {
             relations.insert(THREAD.to_owned(), summary);
         }
-        let references: Vec<Value> = self
-            .children(&parent, Some(REFERENCE), (0, 0), Direction::Forward)?
-            .map(|entry| entry.map(|(_, row)| json!({ "event_id": row.event_id })))
-            .collect::<Result<_>>()?;
+        let mut references = Vec::new();
+        for entry in self.children(&parent, Some(REFERENCE), (0, 0), Direction::Forward)? {
+            let (_, row) = entry?;
+            if !visibility.ignores(self, &row.sender)? {
+                references.push(json!({ "event_id": row.event_id }));
+            }
+        }
         if !references.is_empty() {
             relations.insert(REFERENCE.to_owned(), json!({ "chunk": references }));
         }
@@ -314,7 +327,8 @@ impl Rooms {
     }
 
     /// The thread summary of a root: its latest visible reply (formatted with its own
-    /// aggregations), how many replies it has, and whether the viewer took part.
+    /// aggregations), how many replies it has, and whether the viewer took part; replies of
+    /// ignored users count for nothing.
     fn thread_summary(
         &self,
         parent: &Parent,
@@ -323,15 +337,16 @@ impl Rooms {
         visibility: &mut LazyViewer<'_>,
     ) -> Result<Option<Value>> {
         let (user, _) = viewer;
-        let mut count = 0u64;
         let mut participated = root.sender() == user.as_str();
         let mut replies = Vec::new();
         for entry in self.children(parent, Some(THREAD), (0, 0), Direction::Forward)? {
             let (_, row) = entry?;
-            count += 1;
             participated |= row.sender == user.as_str();
-            replies.push(row.child);
+            if !visibility.ignores(self, &row.sender)? {
+                replies.push(row.child);
+            }
         }
+        let count = replies.len();
         let mut latest = None;
         for child in replies.into_iter().rev() {
             if let Some(reply) = self.timeline.get(child)?
@@ -433,6 +448,7 @@ impl Rooms {
         };
         let to = query.to.map(Token::parse).transpose()?.map(|token| self.topological_gap(record.short, token)).transpose()?;
         let parent: Parent = (record.short, parent_id.to_owned());
+        let ignored = self.account_data.ignored_users(user)?;
         let matches = |row: &Relation| query.event_type.is_none_or(|wanted| row.event_type == wanted);
         let candidates: Children<'_> = if query.recurse {
             Box::new(self.relation_tree(&parent, query.rel_type, &matches, from, direction)?.into_iter().map(Ok))
@@ -455,6 +471,9 @@ impl Rooms {
                 break;
             }
             cursor = gap_after(position, direction);
+            if ignored.contains(&row.sender) {
+                continue;
+            }
             if let Some(event) = self.timeline.get(row.child)?
                 && self.can_see_event(&viewer, &event)?
             {
@@ -514,6 +533,8 @@ impl Rooms {
             return Err(Error::forbidden("You are not allowed to view this room"));
         }
         let viewer = self.viewer(room_id, user)?;
+        let ignored = self.account_data.ignored_users(user)?;
+        let version = self.room_version(&record)?;
         let from = match from {
             Some(token) => self.topological_gap(record.short, Token::parse(token)?)?,
             None => (u64::MAX, u64::MAX),
@@ -541,6 +562,14 @@ impl Rooms {
                 continue;
             }
             if participated_only && !self.participated(&parent, &root, user)? {
+                continue;
+            }
+            // The spec's rule, mimicking a client that aggregates locally: a thread whose
+            // root an ignored user sent is listed with the root redacted.
+            if ignored.contains(root.sender()) && root.redacted_because.is_none() {
+                let mut redacted = root;
+                redacted.pdu = serde_json::to_value(redact_pdu(&version, canonical(&redacted.pdu)?, None)?).map_err(|e| Error::internal(e.to_string()))?;
+                events.push(redacted);
                 continue;
             }
             events.push(root);
