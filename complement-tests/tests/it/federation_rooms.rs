@@ -826,7 +826,13 @@ async fn status_reaches(server: &impl HttpPeer, user: &Session, reader_server: &
 }
 
 async fn presence_across(home: &impl HttpPeer, creator: &Session, away: &impl HttpPeer, guest: &Session, logs: impl Fn() -> String) {
-    shared_room(home, creator, away, guest, "12", json!({}), &logs).await;
+    let room = shared_room(home, creator, away, guest, "12", json!({}), &logs).await;
+    // A message each way first: both servers have then fully taken in the join (Synapse
+    // may otherwise still be settling it when the first presence update arrives).
+    let hello = send_text(away, guest, &room, "hello").await;
+    eventually("the guest's message on the room's server", async || event_in_timeline(home, creator, &room, &hello).await.map(|_| ()), &logs).await;
+    let back = send_text(home, creator, &room, "hello back").await;
+    eventually("the creator's message on the guest's server", async || event_in_timeline(away, guest, &room, &back).await.map(|_| ()), &logs).await;
     status_reaches(home, creator, away, guest, "from home", &logs).await;
     status_reaches(away, guest, home, creator, "from away", &logs).await;
 }
