@@ -1,5 +1,7 @@
 //! Small helpers shared across services.
 
+pub mod words;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, the unit of every Matrix timestamp.

@@ -64,7 +64,7 @@ pub async fn federating_synapse_with(configure: impl FnOnce(SynapseOptions) -> S
 
 /// Polls `check` every 200 ms for up to 30 s; panics with `what` (and `context()`) if it
 /// never returns `Some`.
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>, context: impl Fn() -> String) -> T {
+pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>, context: impl Fn() -> String) -> T {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(value) = check().await {

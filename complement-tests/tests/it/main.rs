@@ -32,6 +32,7 @@ mod room_support;
 mod room_visibility;
 mod reports;
 mod rooms;
+mod search;
 mod sessions;
 mod spaces;
 mod synapse_peer;

@@ -16,6 +16,7 @@ mod push;
 mod receipt;
 mod relations;
 mod room;
+mod search;
 mod session;
 mod state;
 mod sync;
@@ -110,6 +111,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<c::room::report_room::v3::Request, _, _>(room::report_room_route)
         .ruma::<c::space::get_hierarchy::v1::Request, _, _>(room::get_hierarchy_route)
         .ruma::<c::room::get_event_by_timestamp::v1::Request, _, _>(room::timestamp_to_event_route)
+        .ruma::<c::search::search_events::v3::Request, _, _>(search::search_route)
         .ruma::<c::push::get_pushrules_all::v3::Request, _, _>(push::get_pushrules_all_route)
         .ruma::<c::push::get_pushrules_global_scope::v3::Request, _, _>(push::get_pushrules_global_scope_route)
         .ruma::<c::push::get_pushrule::v3::Request, _, _>(push::get_pushrule_route)

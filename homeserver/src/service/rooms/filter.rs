@@ -19,8 +19,12 @@ fn type_matches(pattern: &str, event_type: &str) -> bool {
 }
 
 pub fn event_matches(filter: &RoomEventFilter, event: &StoredEvent) -> bool {
-    let event_type = event.event_type();
-    let sender = event.sender();
+    fields_match(filter, event.event_type(), event.sender(), event.content().get("url").is_some_and(Value::is_string))
+}
+
+/// The filter's checks on what they read of an event: its type, its sender and whether its
+/// content has a `url`. The search index keeps these per event instead of loading it.
+pub fn fields_match(filter: &RoomEventFilter, event_type: &str, sender: &str, has_url: bool) -> bool {
     if filter.not_types.iter().any(|pattern| type_matches(pattern, event_type)) {
         return false;
     }
@@ -38,8 +42,8 @@ pub fn event_matches(filter: &RoomEventFilter, event: &StoredEvent) -> bool {
         return false;
     }
     match filter.url_filter {
-        Some(UrlFilter::EventsWithUrl) => event.content().get("url").is_some_and(Value::is_string),
-        Some(UrlFilter::EventsWithoutUrl) => !event.content().get("url").is_some_and(Value::is_string),
+        Some(UrlFilter::EventsWithUrl) => has_url,
+        Some(UrlFilter::EventsWithoutUrl) => !has_url,
         _ => true,
     }
 }

@@ -16,6 +16,8 @@ mod directory;
 mod federation_read;
 mod filter;
 mod remote;
+pub mod search;
+pub mod search_index;
 mod spaces;
 mod format;
 pub mod relations;
@@ -61,7 +63,7 @@ use crate::{
 
 /// Every table of the room engine.
 pub fn tables() -> impl Iterator<Item = &'static str> {
-    [short::TABLES, state::TABLES, timeline::TABLES, membership::TABLES, records::TABLES, remote::TABLES, relations::TABLES].into_iter().flatten().copied()
+    [short::TABLES, state::TABLES, timeline::TABLES, membership::TABLES, records::TABLES, remote::TABLES, relations::TABLES, search_index::TABLES].into_iter().flatten().copied()
 }
 
 /// The largest PDU the spec allows, in canonical JSON bytes.
@@ -481,6 +483,7 @@ impl Rooms {
             outlier: false,
         };
         self.stage_relation(&mut batch, event_short, &stored)?;
+        self.stage_search(&mut batch, event_short, &stored)?;
         if placement == Placement::Backfilled {
             // History from before what we hold: reachable by /messages, never new to sync, and
             // no extremity (later events already point past it).
@@ -618,6 +621,7 @@ impl Rooms {
             return Ok(None);
         }
         self.unstage_relation(batch, &stored)?;
+        self.unstage_search(batch, short, &stored)?;
         let redacted = redact_pdu(version, canonical(&stored.pdu)?, None)?;
         stored.pdu = serde_json::to_value(&redacted).map_err(|e| Error::internal(e.to_string()))?;
         stored.redacted_because = Some(redaction_id.to_string());

@@ -72,14 +72,32 @@ impl Rooms {
         if event.event_type() == "m.room.member" && event.state_key() == Some(user.as_str()) {
             memberships.push(self.membership_in(event.state_after, user)?);
         }
-        let joined_later = viewer.joins.iter().any(|join| *join > (event.depth, event.stream));
-        Ok(visibilities.iter().any(|visibility| {
-            memberships.iter().any(|membership| {
-                visibility == "world_readable"
-                    || membership.as_deref() == Some("join")
-                    || (visibility == "shared" && joined_later)
-                    || (visibility == "invited" && membership.as_deref() == Some("invite"))
-            })
-        }))
+        let joined_later = viewer.joined_after((event.depth, event.stream));
+        Ok(visibilities
+            .iter()
+            .any(|visibility| memberships.iter().any(|membership| allowed(visibility, membership.as_deref(), joined_later))))
     }
+
+    /// The history visibility and the user's membership in a state group: all that decides
+    /// whether the user sees an ordinary event with that state before it (anything but a
+    /// history visibility change or their own membership event), so callers that check many
+    /// events compute it once per state group.
+    pub fn visibility_inputs(&self, state_group: u64, user: &UserId) -> Result<(String, Option<String>)> {
+        Ok((self.history_visibility(state_group)?, self.membership_in(state_group, user)?))
+    }
+}
+
+impl Viewer<'_> {
+    /// Whether the user joined the room after the topological position (depth, stream).
+    pub fn joined_after(&self, position: (u64, u64)) -> bool {
+        self.joins.iter().any(|join| *join > position)
+    }
+}
+
+/// The spec's rule for one history visibility and the user's membership at the event.
+pub fn allowed(visibility: &str, membership: Option<&str>, joined_later: bool) -> bool {
+    visibility == "world_readable"
+        || membership == Some("join")
+        || (visibility == "shared" && joined_later)
+        || (visibility == "invited" && membership == Some("invite"))
 }
