@@ -35,6 +35,7 @@ pub use error::ConfigError;
 pub use load::{CONFIG_FILE_ENV, ENV_PREFIX, ENV_SEPARATOR, LoadedConfig, NON_CONFIG_ENV_VARS};
 pub use model::{
     Config, DEFAULT_FEDERATION_PORT, FederationConfig, LimitsConfig, LogConfig, LogFormat,
-    PasswordConfig, PresenceConfig, RateLimit, RateLimitsConfig, RegistrationMode, SessionConfig, WellKnownConfig,
+    PasswordConfig, PresenceConfig, RateLimit, RateLimitsConfig, RegistrationMode, SessionConfig, UserDirectoryConfig,
+    WellKnownConfig,
 };
 pub use schema::{ConfigType, FieldDoc, ValueKind};

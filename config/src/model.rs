@@ -101,6 +101,9 @@ config_section! {
 
         /// The media repository: uploads and downloads.
         pub media: MediaConfig = MediaConfig::default(),
+
+        /// The user directory: who `/user_directory/search` finds.
+        pub user_directory: UserDirectoryConfig = UserDirectoryConfig::default(),
     }
 }
 
@@ -250,6 +253,17 @@ config_section! {
         /// "offline" (clients sync continuously while open).
         /// Default: 60.
         pub offline_after_secs: u64 = 60,
+    }
+}
+
+config_section! {
+    /// `[user_directory]`: finding users by name.
+    pub struct UserDirectoryConfig {
+        /// Whether a search finds every local user. When false, it finds only
+        /// users who share a room with the searcher or sit in a room anyone
+        /// may join (join rule "public"), local or remote.
+        /// Default: false.
+        pub search_all_users: bool = false,
     }
 }
 

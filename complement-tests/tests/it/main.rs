@@ -37,3 +37,4 @@ mod sessions;
 mod spaces;
 mod synapse_peer;
 mod sync;
+mod user_directory;

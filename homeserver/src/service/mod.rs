@@ -24,6 +24,7 @@ pub mod shared_secret;
 pub mod sync;
 pub mod typing;
 pub mod uiaa;
+pub mod user_directory;
 pub mod users;
 
 use std::sync::Arc;
@@ -52,6 +53,7 @@ pub fn catalog() -> Catalog {
         .chain(federation_sender::TABLES.iter().copied())
         .chain(media::TABLES.iter().copied())
         .chain(rooms::tables())
+        .chain(user_directory::TABLES.iter().copied())
         .fold(Catalog::new(SCHEMA_VERSION), Catalog::table)
 }
 
@@ -68,6 +70,7 @@ pub struct Services {
     pub db: Database,
     pub signing_key: Arc<ServerSigningKey>,
     pub users: users::Users,
+    pub user_directory: user_directory::UserDirectory,
     pub sessions: sessions::Sessions,
     pub uiaa: uiaa::Uiaa,
     pub account_data: account_data::AccountData,
@@ -127,7 +130,9 @@ impl Services {
         let typing = typing::Typing::new(rooms.clone(), sender.clone(), server_name.clone());
         let receipts = receipts::Receipts::new(db.clone(), rooms.clone(), sender.clone(), server_name.clone());
         let presence = presence::Presence::new(db.clone(), rooms.clone(), sender.clone(), server_name.clone(), config.presence.clone());
+        let user_directory = user_directory::UserDirectory::new(db.clone(), rooms.clone(), config.user_directory.search_all_users);
         Ok(Self {
+            user_directory,
             reports: reports::Reports::new(db.clone()),
             presence,
             typing,

@@ -8,7 +8,7 @@ use ruma::{OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::password::Passwords;
+use super::{password::Passwords, user_directory::{self, DirectoryProfile}};
 use crate::{
     error::{Error, Result},
     util::now_millis,
@@ -157,6 +157,7 @@ impl Users {
         };
         let mut batch = Batch::new();
         ACCOUNTS.put(&mut batch, &user_id.to_string(), &account)?;
+        user_directory::stage_profile(&self.db, &mut batch, user_id, directory_profile(&account).as_ref())?;
         self.db.write_async(batch).await?;
         Ok(account)
     }
@@ -168,6 +169,7 @@ impl Users {
         change(&mut account);
         let mut batch = Batch::new();
         ACCOUNTS.put(&mut batch, &user_id.to_string(), &account)?;
+        user_directory::stage_profile(&self.db, &mut batch, user_id, directory_profile(&account).as_ref())?;
         self.db.write_async(batch).await?;
         Ok(account)
     }
@@ -227,6 +229,11 @@ impl Users {
         }
         Ok((page, total))
     }
+}
+
+/// What the user directory shows of an account: nothing once it is deactivated.
+fn directory_profile(account: &Account) -> Option<DirectoryProfile> {
+    (!account.deactivated).then(|| DirectoryProfile { displayname: account.displayname.clone(), avatar_url: account.avatar_url.clone() })
 }
 
 fn invalid_username(message: impl Into<String>) -> Error {

@@ -20,6 +20,7 @@ mod search;
 mod session;
 mod state;
 mod sync;
+mod user_directory;
 
 use axum::Router;
 use ruma::api::client as c;
@@ -112,6 +113,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<c::space::get_hierarchy::v1::Request, _, _>(room::get_hierarchy_route)
         .ruma::<c::room::get_event_by_timestamp::v1::Request, _, _>(room::timestamp_to_event_route)
         .ruma::<c::search::search_events::v3::Request, _, _>(search::search_route)
+        .ruma::<c::user_directory::search_users::v3::Request, _, _>(user_directory::search_users_route)
         .ruma::<c::push::get_pushrules_all::v3::Request, _, _>(push::get_pushrules_all_route)
         .ruma::<c::push::get_pushrules_global_scope::v3::Request, _, _>(push::get_pushrules_global_scope_route)
         .ruma::<c::push::get_pushrule::v3::Request, _, _>(push::get_pushrule_route)

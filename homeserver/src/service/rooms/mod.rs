@@ -484,6 +484,7 @@ impl Rooms {
         };
         self.stage_relation(&mut batch, event_short, &stored)?;
         self.stage_search(&mut batch, event_short, &stored)?;
+        super::user_directory::stage_member_event(&self.db, &mut batch, &self.server_name, &stored)?;
         if placement == Placement::Backfilled {
             // History from before what we hold: reachable by /messages, never new to sync, and
             // no extremity (later events already point past it).

@@ -244,7 +244,9 @@ impl Rooms {
         let mut members_staged = 0;
         for pdu in by_key.values().filter(|pdu| pdu.event_type().to_string() == "m.room.member") {
             let Some(member) = pdu.state_key() else { continue };
-            let membership = draft_of(pdu).content.get("membership").and_then(Value::as_str).unwrap_or("leave").to_owned();
+            let content = draft_of(pdu).content;
+            let membership = content.get("membership").and_then(Value::as_str).unwrap_or("leave").to_owned();
+            crate::service::user_directory::stage_member(&self.db, &mut batch, &self.server_name, member, &content)?;
             let entry = MembershipEntry { membership, event_id: pdu.event_id().to_string(), stream: 0 };
             self.membership.set(&mut batch, room_id.as_str(), member, &entry)?;
             members_staged += 1;
