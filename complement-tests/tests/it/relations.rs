@@ -451,3 +451,17 @@ async fn ignored_users_leave_aggregations() {
     let carols = roots.iter().find(|e| e["event_id"] == carols_root).unwrap_or_else(|| panic!("{}", resp.text));
     assert_eq!(carols["content"], json!({}), "an ignored user's thread root is listed redacted: {carols}");
 }
+
+#[tokio::test]
+async fn search_results_carry_bundled_edits() {
+    let server = TestServer::start_default().await;
+    let [alice] = users(&server, ["alice"]).await;
+    let room = public_room(&server, &alice).await;
+    let original = send_text(&server, &alice, &room, "searchable pancake").await;
+    let edit = send(&server, &alice, &room, "m.room.message", edit_content(&original, "searchable waffle")).await;
+    let resp = server.post(&format!("{C}/search"), &alice, &json!({"search_categories": {"room_events": {"search_term": "pancake"}}})).await;
+    let body = resp.ok();
+    let results = body["search_categories"]["room_events"]["results"].as_array().cloned().unwrap_or_default();
+    let found = results.iter().find(|r| r["result"]["event_id"] == original).unwrap_or_else(|| panic!("the original is found: {}", resp.text));
+    assert_eq!(bundled_edit(&found["result"]), Some(edit.as_str()), "{found}");
+}
