@@ -37,11 +37,6 @@ impl Server {
         let federation_listen = federation_listen_addr(&config)?;
         let db = Database::open_rocksdb(&config.database_path, &service::catalog())?;
         let services = Arc::new(Services::build(config.clone(), db)?);
-        // Resumes delivery of what was queued for other servers before a restart.
-        if config.federation.enabled {
-            services.sender.start();
-        }
-        services.presence.start();
         // Loaded (or generated) before binding anything, so a bad certificate fails fast.
         let federation_tls = match federation_listen {
             Some(_) => Some(tls::server_config(&config)?),
@@ -66,6 +61,14 @@ impl Server {
             .transpose()
             .map_err(|e| Error::internal(e.to_string()))?;
 
+        // Background work starts once nothing can fail any more: its tasks hold the database,
+        // which a failed start must release.
+        // Resumes delivery of what was queued for other servers before a restart.
+        if config.federation.enabled {
+            services.sender.start();
+        }
+        services.presence.start();
+        services.typing.start();
         let router = router::build(services.clone());
         let (stop, stopped) = watch::channel(false);
         let federation_serving = federation_listener.map(|listener| {
@@ -145,6 +148,8 @@ impl ServerHandle {
         }
         // Its workers hold the database; they must be gone before it can be reopened.
         self.services.sender.shutdown().await;
+        self.services.presence.shutdown().await;
+        self.services.typing.shutdown().await;
         self.services.db.flush()?;
         tracing::info!("Myelin stopped");
         Ok(())

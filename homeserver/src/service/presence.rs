@@ -78,11 +78,13 @@ pub struct Presence {
     server_name: OwnedServerName,
     config: PresenceConfig,
     users: Arc<Mutex<HashMap<OwnedUserId, UserPresence>>>,
+    /// The sweeping task, stopped at shutdown: it holds the database.
+    sweeper: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Presence {
     pub fn new(db: Database, rooms: Rooms, sender: FederationSender, server_name: OwnedServerName, config: PresenceConfig) -> Self {
-        Self { db, rooms, sender, server_name, config, users: Arc::default() }
+        Self { db, rooms, sender, server_name, config, users: Arc::default(), sweeper: Arc::default() }
     }
 
     pub fn enabled(&self) -> bool {
@@ -95,13 +97,25 @@ impl Presence {
             return;
         }
         let this = self.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
             loop {
                 ticks.tick().await;
                 this.sweep().await;
             }
         });
+        if let Ok(mut sweeper) = self.sweeper.lock() {
+            *sweeper = Some(task);
+        }
+    }
+
+    /// Stops the sweeping task and waits for it to let go of the database.
+    pub async fn shutdown(&self) {
+        let task = self.sweeper.lock().ok().and_then(|mut sweeper| sweeper.take());
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
     }
 
     /// `PUT /presence/{userId}/status` by a local user.

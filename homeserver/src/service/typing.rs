@@ -26,7 +26,12 @@ pub struct Typing {
     sender: FederationSender,
     server_name: OwnedServerName,
     state: Arc<Mutex<HashMap<OwnedRoomId, RoomTyping>>>,
+    /// The task that ends expired typing, stopped at shutdown: it holds the database.
+    expirer: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
+
+/// How often expired typing is looked for.
+const EXPIRY_INTERVAL: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 struct RoomTyping {
@@ -38,7 +43,7 @@ struct RoomTyping {
 
 impl Typing {
     pub fn new(rooms: Rooms, sender: FederationSender, server_name: OwnedServerName) -> Self {
-        Self { rooms, sender, server_name, state: Arc::default() }
+        Self { rooms, sender, server_name, state: Arc::default(), expirer: Arc::default() }
     }
 
     /// A local user starts (for at most `timeout`) or stops typing. They must be joined.
@@ -49,9 +54,6 @@ impl Typing {
         let timeout = timeout.min(MAX_TYPING_TIMEOUT);
         if self.change(room_id, user, typing.then(|| Instant::now() + timeout))? {
             self.announce(room_id, user, typing).await;
-        }
-        if typing {
-            self.expire_later(room_id, user, timeout);
         }
         Ok(())
     }
@@ -65,9 +67,6 @@ impl Typing {
             return Err(Error::forbidden("The user is not in the room"));
         }
         self.change(room_id, user, typing.then(|| Instant::now() + REMOTE_TYPING_TIMEOUT))?;
-        if typing {
-            self.expire_later(room_id, user, REMOTE_TYPING_TIMEOUT);
-        }
         Ok(())
     }
 
@@ -107,22 +106,44 @@ impl Typing {
         Ok(())
     }
 
-    /// Ends `user`'s typing once `timeout` has passed, unless they renewed it meanwhile.
-    fn expire_later(&self, room_id: &RoomId, user: &UserId, timeout: Duration) {
+    /// Starts the task that ends typing whose timeout has passed.
+    pub fn start(&self) {
         let this = self.clone();
-        let (room_id, user) = (room_id.to_owned(), user.to_owned());
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let expired = this
-                .state
-                .lock()
-                .ok()
-                .and_then(|state| state.get(&room_id).and_then(|room| room.typers.get(&user).copied()))
-                .is_some_and(|until| until <= Instant::now());
-            if expired && this.change(&room_id, &user, None).unwrap_or(false) && user.server_name() == this.server_name {
-                this.announce(&room_id, &user, false).await;
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(EXPIRY_INTERVAL);
+            loop {
+                ticks.tick().await;
+                this.expire().await;
             }
         });
+        if let Ok(mut expirer) = self.expirer.lock() {
+            *expirer = Some(task);
+        }
+    }
+
+    /// Stops the expiry task and waits for it to let go of the database.
+    pub async fn shutdown(&self) {
+        let task = self.expirer.lock().ok().and_then(|mut expirer| expirer.take());
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    async fn expire(&self) {
+        let now = Instant::now();
+        let expired: Vec<(OwnedRoomId, OwnedUserId)> = {
+            let Ok(state) = self.state.lock() else { return };
+            state
+                .iter()
+                .flat_map(|(room, typing)| typing.typers.iter().filter(|(_, until)| **until <= now).map(move |(user, _)| (room.clone(), user.clone())))
+                .collect()
+        };
+        for (room_id, user) in expired {
+            if self.change(&room_id, &user, None).unwrap_or(false) && user.server_name() == self.server_name {
+                self.announce(&room_id, &user, false).await;
+            }
+        }
     }
 
     /// Tells the other servers in the room about a local user's typing.
