@@ -501,3 +501,41 @@ async fn forged_federation_events_and_transactions_are_caught_in_a_v10_room() {
 async fn forged_federation_events_and_transactions_are_caught_in_a_v12_room() {
     forged_events_are_caught("12").await;
 }
+
+/// A redaction can reach us before the event it redacts (each on its own branch of the
+/// graph): it must apply once the target arrives.
+#[tokio::test]
+async fn a_redaction_received_before_its_target_applies_when_the_target_arrives() {
+    let myelin = federating_myelin().await;
+    let peer = FakePeer::start().await;
+    let alice = myelin.register("alice", "pw").await;
+    let logs = || format!("--- requests Myelin made to the fake peer ---\n{}\n{}", peer.requests_seen(), myelin.all_logs());
+    let logs = &logs;
+    let (room, tip) = join_as_mallory(&myelin, &alice, &peer, "12", logs).await;
+    let room_id = room.room_id.clone();
+    let mallory = peer.user("mallory");
+
+    let (target, target_pdu) = message(&peer, &room, &mallory, &tip, room.auth_events(Some(&tip.event_id)), "regret this");
+    let redaction = json!({
+        "room_id": room.room_id,
+        "sender": mallory,
+        "type": "m.room.redaction",
+        "content": {"redacts": target, "reason": "oops"},
+        "depth": tip.depth + 1,
+        "origin_server_ts": now_ms(),
+        "prev_events": [tip.event_id],
+        "auth_events": room.auth_events(Some(&tip.event_id)),
+    });
+    let mut redaction_pdu = to_canonical_object(&redaction).unwrap();
+    let redaction_id = hash_and_sign_pdu(&room.version, &mut redaction_pdu, &peer.name, &peer.key).unwrap().to_string();
+
+    let resp = peer.send_transaction(&myelin, "txn-redaction-first", &peer.transaction(&[&redaction_pdu])).await;
+    assert_eq!(outcome(&resp, &redaction_id), Some(&json!({})), "{}\n{}", resp.text, logs());
+    let resp = peer.send_transaction(&myelin, "txn-target-second", &peer.transaction(&[&target_pdu])).await;
+    assert_eq!(outcome(&resp, &target), Some(&json!({})), "{}\n{}", resp.text, logs());
+
+    let fetched = get_event(&myelin, &alice, &room_id, &target).await;
+    assert_eq!(fetched.status, 200, "{}", fetched.text);
+    assert_eq!(fetched.body["content"], json!({}), "the early redaction did not apply: {}\n{}", fetched.text, logs());
+    assert_eq!(fetched.body["unsigned"]["redacted_because"]["event_id"], redaction_id.as_str(), "{}", fetched.text);
+}

@@ -63,8 +63,12 @@ use crate::{
 
 /// Every table of the room engine.
 pub fn tables() -> impl Iterator<Item = &'static str> {
-    [short::TABLES, state::TABLES, timeline::TABLES, membership::TABLES, records::TABLES, remote::TABLES, relations::TABLES, search_index::TABLES].into_iter().flatten().copied()
+    [short::TABLES, state::TABLES, timeline::TABLES, membership::TABLES, records::TABLES, remote::TABLES, relations::TABLES, search_index::TABLES, EARLY_REDACTION_TABLES].into_iter().flatten().copied()
 }
+
+/// Redactions whose target we did not hold yet: target event ID → (redaction ID, redacter).
+const EARLY_REDACTIONS: myelin_storage::Table<String, (String, String)> = myelin_storage::Table::new("eventid_earlyredaction");
+const EARLY_REDACTION_TABLES: &[&str] = &["eventid_earlyredaction"];
 
 /// The largest PDU the spec allows, in canonical JSON bytes.
 pub const MAX_PDU_BYTES: usize = 65_536;
@@ -469,7 +473,7 @@ impl Rooms {
             }
             None => (state_before.ok_or_else(|| Error::internal("a room must start with a state event"))?, None),
         };
-        let stored = StoredEvent {
+        let mut stored = StoredEvent {
             event_id: event_id.to_string(),
             room_short,
             pdu: serde_json::to_value(&json).map_err(|e| Error::internal(e.to_string()))?,
@@ -482,15 +486,28 @@ impl Rooms {
             replaces_state,
             outlier: false,
         };
+        // A redaction that arrived before this event (federation delivers in any order)
+        // applies now, before anything indexes the content.
+        self.apply_early_redaction(&mut batch, version, &mut stored)?;
         self.stage_relation(&mut batch, event_short, &stored)?;
         self.stage_search(&mut batch, event_short, &stored)?;
         super::user_directory::stage_member_event(&self.db, &mut batch, &self.server_name, &stored)?;
+        let mut redacted = None;
+        if draft.event_type == "m.room.redaction"
+            && let Some(target) = &draft.redacts
+        {
+            redacted = self.stage_redaction(&mut batch, version, target, &event_id, sender)?;
+        }
         if placement == Placement::Backfilled {
             // History from before what we hold: reachable by /messages, never new to sync, and
             // no extremity (later events already point past it).
             self.timeline.insert_backfilled(&mut batch, event_short, &stored)?;
             let written = self.db.write_async(batch).await;
             self.timeline.committed(event_short);
+            if let Some((short, target)) = &redacted {
+                self.timeline.committed(*short);
+                self.pdus.end_change(target);
+            }
             written?;
             return Ok(ticket.position);
         }
@@ -541,12 +558,6 @@ impl Rooms {
         }
         if let Some(txn) = &transaction {
             self.records.put_txn(&mut batch, sender.as_str(), &txn.device_id, &txn.txn_id, event_id.as_str())?;
-        }
-        let mut redacted = None;
-        if draft.event_type == "m.room.redaction"
-            && let Some(target) = &draft.redacts
-        {
-            redacted = self.stage_redaction(&mut batch, version, target, &event_id, sender)?;
         }
         let written = self.db.write_async(batch).await;
         // Written or not, the staged changes are settled: caches may read them again.
@@ -613,7 +624,11 @@ impl Rooms {
         redaction_id: &EventId,
         redacter: &UserId,
     ) -> Result<Option<(u64, OwnedEventId)>> {
-        let Some((short, mut stored)) = self.event(target.as_str())? else { return Ok(None) };
+        let Some((short, mut stored)) = self.event(target.as_str())? else {
+            // Not here yet: the target applies it when it arrives.
+            EARLY_REDACTIONS.put(batch, &target.to_string(), &(redaction_id.to_string(), redacter.to_string()))?;
+            return Ok(None);
+        };
         if stored.redacted_because.is_some() {
             return Ok(None);
         }
@@ -629,6 +644,21 @@ impl Rooms {
         self.pdus.begin_change(target.to_owned());
         self.timeline.replace(batch, short, &stored)?;
         Ok(Some((short, target.to_owned())))
+    }
+
+    /// Redacts `stored` (an event being stored) if a redaction of it arrived first and its
+    /// sender may redact it, as [`Rooms::stage_redaction`] would have.
+    fn apply_early_redaction(&self, batch: &mut Batch, version: &RoomVersionId, stored: &mut StoredEvent) -> Result<()> {
+        let Some((redaction_id, redacter)) = EARLY_REDACTIONS.get(&self.db, &stored.event_id)? else { return Ok(()) };
+        EARLY_REDACTIONS.delete(batch, &stored.event_id);
+        let Ok(redacter) = UserId::parse(redacter) else { return Ok(()) };
+        let allowed = stored.sender() == redacter.as_str() || self.has_power(stored.state_after, &redacter, "redact", 50)?;
+        if allowed {
+            let redacted = redact_pdu(version, canonical(&stored.pdu)?, None)?;
+            stored.pdu = serde_json::to_value(&redacted).map_err(|e| Error::internal(e.to_string()))?;
+            stored.redacted_because = Some(redaction_id);
+        }
+        Ok(())
     }
 
     /// Whether `user` has at least the power level named `action` (e.g. "redact", "ban") in
