@@ -226,7 +226,8 @@ fn rank(user: &str, profile: &DirectoryProfile, term_words: &BTreeSet<String>, w
     let name = profile.displayname.as_deref().map(str::to_lowercase);
     let their_words = words_of(user, profile);
     let by_words = !term_words.is_empty() && term_words.iter().all(|word| their_words.iter().any(|theirs| theirs.starts_with(word.as_str())));
-    if !by_words && !(whole.starts_with('@') && user_lower.starts_with(whole)) {
+    let by_id = whole.starts_with('@') && user_lower.starts_with(whole);
+    if !(by_words || by_id) {
         return None;
     }
     Some(if name.as_deref() == Some(whole) || localpart == whole || user_lower == whole {

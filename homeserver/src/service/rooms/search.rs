@@ -6,7 +6,7 @@
 //! last result handed out, and the next page starts below it. A group's `next_batch` does
 //! the same within one room or sender.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use base64::Engine as _;
 use myelin_storage::Direction;
@@ -17,11 +17,14 @@ use serde_json::{Map, Value};
 use super::{
     Rooms, StoredEvent,
     filter::event_matches,
-    search_index::{Hit, SearchKey, SearchRoom},
+    search_index::{Hit, SearchKey, SearchRoom, matched_words},
     timeline::gap_after,
     tokens::Token,
 };
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    util::words::words,
+};
 
 /// How results are ordered (`order_by`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,14 +148,29 @@ mod sort_key_bits {
 
 fn sort_key(order: SearchOrder, hit: &Hit) -> SortKey {
     match order {
-        SearchOrder::Rank => (hit.score, hit.doc.stream),
+        SearchOrder::Rank => (hit.score, hit.posting.stream),
         // Timestamps in milliseconds are far below 2^53: exact as f64.
-        SearchOrder::Recent => (hit.doc.origin_server_ts as f64, hit.doc.stream),
+        SearchOrder::Recent => (hit.posting.origin_server_ts as f64, hit.posting.stream),
     }
 }
 
 fn descending(a: &SortKey, b: &SortKey) -> std::cmp::Ordering {
     b.0.total_cmp(&a.0).then(b.1.cmp(&a.1))
+}
+
+/// Splits `hits` into the page that follows `after` (at most `limit`, unsorted) and the hits
+/// after that page (unsorted); hits up to `after` are dropped. Linear, where sorting every
+/// hit of a common word would not be.
+fn page_of(hits: Vec<(SortKey, Hit)>, after: Option<SortKey>, limit: usize) -> (Vec<(SortKey, Hit)>, Vec<(SortKey, Hit)>) {
+    let mut following: Vec<(SortKey, Hit)> = match after {
+        Some(after) => hits.into_iter().filter(|(key, _)| descending(key, &after).is_gt()).collect(),
+        None => hits,
+    };
+    if following.len() > limit {
+        following.select_nth_unstable_by(limit, |a, b| descending(&a.0, &b.0));
+    }
+    let rest = following.split_off(limit.min(following.len()));
+    (following, rest)
 }
 
 impl Rooms {
@@ -180,79 +198,81 @@ impl Rooms {
             rooms.push(SearchRoom { short: record.short, viewer: self.viewer(&parsed, request.user)? });
             room_ids.insert(record.short, room_id);
         }
-        let matches = self.search_matches(&rooms, request.term, request.keys, request.filter)?;
-        let mut hits: Vec<(SortKey, Hit)> = matches
-            .hits
+        let mut terms = words(request.term);
+        terms.sort();
+        terms.dedup();
+        let by_sender = request.groupings.contains(&GroupBy::Sender) || group.as_ref().is_some_and(|(by, _)| *by == GroupBy::Sender);
+        let hits = self.search_matches(&rooms, &terms, request.keys, request.filter, by_sender)?;
+        let hits: Vec<(SortKey, Hit)> = hits
             .into_iter()
-            .filter(|hit| group.as_ref().is_none_or(|(by, key)| *by != GroupBy::Sender || *key == hit.doc.sender))
+            .filter(|hit| group.as_ref().is_none_or(|(by, key)| *by != GroupBy::Sender || hit.sender.as_deref() == Some(key.as_str())))
             .map(|hit| (sort_key(request.order, &hit), hit))
             .collect();
-        hits.sort_by(|a, b| descending(&a.0, &b.0));
         let count = hits.len();
-        let start = cursor.as_ref().map_or(0, |cursor| hits.partition_point(|(key, _)| descending(key, &cursor.after).is_le()));
-        let end = (start + request.limit).min(hits.len());
-        let page = &hits[start..end];
+        // Only the page needs sorting: everything after it is only counted and grouped.
+        let (mut page, rest) = page_of(hits, cursor.as_ref().map(|cursor| cursor.after), request.limit);
+        page.sort_by(|a, b| descending(&a.0, &b.0));
         let next_batch = match page.last() {
-            Some((key, _)) if end < hits.len() => Some(Cursor { order: request.order, after: *key, group: group.clone() }.encode()?),
+            Some((key, _)) if !rest.is_empty() => Some(Cursor { order: request.order, after: *key, group: group.clone() }.encode()?),
             _ => None,
         };
         let mut highlights = BTreeSet::new();
         let mut results = Vec::with_capacity(page.len());
-        for (_, hit) in page {
-            highlights.extend(hit.matched.iter().filter_map(|id| matches.words.get(*id)).cloned());
+        for (_, hit) in &page {
             let Some(event) = self.timeline.get(hit.short)? else { continue };
-            let room_id = room_ids.get(&hit.doc.room).cloned().unwrap_or_default();
+            if event.redacted_because.is_some() {
+                continue;
+            }
+            if let Some((_, text)) = SearchKey::of(&event) {
+                highlights.extend(matched_words(text, &terms));
+            }
+            let room_id = room_ids.get(&hit.room).cloned().unwrap_or_default();
             results.push(SearchResult { rank: hit.score, room_id, event });
         }
         let mut groups = BTreeMap::new();
         for by in request.groupings {
-            groups.insert(*by, self.groups(request.order, *by, &hits, start..end, &room_ids)?);
+            groups.insert(*by, self.groups(request.order, *by, (&page, &rest), count - page.len() - rest.len(), &room_ids)?);
         }
         Ok(SearchPage { count, results, next_batch, highlights: highlights.into_iter().collect(), groups })
     }
 
-    /// The groups of the page `range` of `hits`, each with a token for its own next page.
+    /// The groups of a page, each with a token for its own next page if `rest` (what follows
+    /// the page) holds more of it. `skipped` hits came before the page.
     fn groups(
         &self,
         order: SearchOrder,
         by: GroupBy,
-        hits: &[(SortKey, Hit)],
-        range: std::ops::Range<usize>,
+        (page, rest): (&[(SortKey, Hit)], &[(SortKey, Hit)]),
+        skipped: usize,
         room_ids: &HashMap<u64, String>,
     ) -> Result<Vec<SearchGroup>> {
-        let key_of = |hit: &Hit| -> String {
+        let key_of = |hit: &'_ Hit| -> String {
             match by {
-                GroupBy::RoomId => room_ids.get(&hit.doc.room).cloned().unwrap_or_default(),
-                GroupBy::Sender => hit.doc.sender.clone(),
+                GroupBy::RoomId => room_ids.get(&hit.room).cloned().unwrap_or_default(),
+                GroupBy::Sender => hit.sender.clone().unwrap_or_default(),
             }
         };
-        // Where each group's results end, to tell which groups continue past this page.
-        let mut last_overall: HashMap<String, usize> = HashMap::new();
-        for (index, (_, hit)) in hits.iter().enumerate().skip(range.start) {
-            last_overall.insert(key_of(hit), index);
-        }
+        let continuing: HashSet<String> = rest.iter().map(|(_, hit)| key_of(hit)).collect();
+        let total = skipped + page.len() + rest.len();
         let mut groups: Vec<SearchGroup> = Vec::new();
-        let mut last_in_page: HashMap<String, usize> = HashMap::new();
-        for index in range {
-            let (_, hit) = &hits[index];
+        for (index, (sort_key, hit)) in page.iter().enumerate() {
             let key = key_of(hit);
             let event_id = self.short.event_id(hit.short)?;
+            let more = continuing.contains(&key);
+            let next_batch = || -> Result<Option<String>> {
+                more.then(|| Cursor { order, after: *sort_key, group: Some((by, key.clone())) }.encode()).transpose()
+            };
             match groups.iter_mut().find(|group| group.key == key) {
-                Some(group) => group.event_ids.push(event_id),
+                Some(group) => {
+                    group.event_ids.push(event_id);
+                    group.next_batch = next_batch()?;
+                }
                 None => groups.push(SearchGroup {
                     key: key.clone(),
                     event_ids: vec![event_id],
-                    order: (hits.len() - index) as u64,
-                    next_batch: None,
+                    order: (total - skipped - index) as u64,
+                    next_batch: next_batch()?,
                 }),
-            }
-            last_in_page.insert(key, index);
-        }
-        for group in &mut groups {
-            let (Some(&last), Some(&end)) = (last_in_page.get(&group.key), last_overall.get(&group.key)) else { continue };
-            if end > last {
-                let cursor = Cursor { order, after: hits[last].0, group: Some((by, group.key.clone())) };
-                group.next_batch = Some(cursor.encode()?);
             }
         }
         Ok(groups)

@@ -5,25 +5,27 @@
 //! stored event out of the index, and there is no second store to keep in step (see
 //! ARCHITECTURE.md for why this is not tantivy).
 //!
-//! - `(room, word, event) → term frequency`: the postings, grouped by room so that a search
-//!   reads only the rooms its user may search, and ordered by word so that one range scan per
-//!   room also finds the words a query word begins ("meet" finds "meeting");
-//! - `event → SearchDoc`: what filtering, ranking and visibility need (key, sender, length,
-//!   timestamp, position, the state before it), so candidates are judged without loading
-//!   their events;
+//! - `(room, word, event) → Posting`: the postings, grouped by room so that a search reads
+//!   only the rooms its user may search, and ordered by word so that one range scan per room
+//!   also finds the words a query word begins ("meet" finds "meeting"). Each carries, in 42
+//!   bytes, what ranking, ordering, the filter's type and URL conditions and history
+//!   visibility need of its event (key, length, timestamp, position, the state before it), so
+//!   a common word's thousands of candidates are judged without a second read each;
+//! - `event → SearchDoc`: the sender (read only when a filter or grouping asks for it) and
+//!   what redaction needs to find the rows again;
 //! - `room → RoomStats`: documents and words per room, BM25's collection statistics, summed
 //!   over exactly the rooms searched. Appends to a room hold its lock, so the read-modify-write
 //!   of its row never races.
 //!
 //! Only `content.body` of `m.room.message`, `content.name` of `m.room.name` and
 //! `content.topic` of `m.room.topic` are indexed, as the spec's search keys name them.
-//! Redaction deletes an event's rows. A posting whose document row is gone is ignored, so a
-//! posting left behind (say, by a tokenizer that changed between versions) never surfaces an
-//! event.
+//! Redaction deletes an event's rows; should a posting outlive its event's redaction (say, a
+//! tokenizer that changed between versions finds other words to delete), the page leaves the
+//! redacted event out.
 
 use std::collections::{BTreeMap, HashMap, hash_map::Entry};
 
-use myelin_storage::{Batch, Direction, Raw, Table, prefix_of};
+use myelin_storage::{Batch, Direction, Table, ValueCodec, prefix_of};
 use ruma::api::client::filter::RoomEventFilter;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,14 +33,14 @@ use serde_json::Value;
 use super::{Rooms, StoredEvent, Viewer, filter::fields_match, visibility::allowed};
 use crate::{error::Result, util::words::words};
 
-/// (room, word, event) → how often the word occurs in the event's text.
-const POSTINGS: Table<(u64, String, u64), u64, Raw> = Table::new("roomwordevent_termfreq");
+/// (room, word, event) → the word's frequency in the event, and what a search needs of it.
+const POSTINGS: Table<(u64, String, u64), Posting, PostingCodec> = Table::new("roomwordevent_posting");
 /// event → what a search needs to know of an indexed event.
 const DOCS: Table<u64, SearchDoc> = Table::new("shorteventid_searchdoc");
 /// room → BM25 collection statistics of the room.
 const STATS: Table<u64, RoomStats> = Table::new("roomshort_searchstats");
 
-pub const TABLES: &[&str] = &["roomwordevent_termfreq", "shorteventid_searchdoc", "roomshort_searchstats"];
+pub const TABLES: &[&str] = &["roomwordevent_posting", "shorteventid_searchdoc", "roomshort_searchstats"];
 
 /// BM25's term-frequency saturation and length normalisation, the usual values.
 const K1: f64 = 1.2;
@@ -48,15 +50,15 @@ const B: f64 = 0.75;
 const PREFIX_WEIGHT: f64 = 0.5;
 
 /// Which text of an event a search looks in: the spec's `keys`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum SearchKey {
     /// `content.body` of `m.room.message`.
-    Body,
+    Body = 0,
     /// `content.name` of `m.room.name`.
-    Name,
+    Name = 1,
     /// `content.topic` of `m.room.topic`.
-    Topic,
+    Topic = 2,
 }
 
 impl SearchKey {
@@ -90,28 +92,79 @@ impl SearchKey {
     }
 
     /// The key and text an event is indexed under, if any.
-    fn of(event: &StoredEvent) -> Option<(SearchKey, &str)> {
+    pub fn of(event: &StoredEvent) -> Option<(SearchKey, &str)> {
         let key = SearchKey::ALL.into_iter().find(|key| key.event_type() == event.event_type())?;
         // A state event's text is indexed whatever its state key; clients only send "".
         Some((key, event.content().get(key.field())?.as_str()?))
     }
 }
 
-/// What a search knows of an indexed event without loading it.
+/// What redaction and sender filters need of an indexed event.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SearchDoc {
-    pub key: SearchKey,
     pub room: u64,
     pub sender: String,
     /// How many words the text has (BM25's document length).
     pub words: u64,
+}
+
+/// One word of one event: its frequency there, and what a search needs of the event.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Posting {
+    /// How often the word occurs in the event's text.
+    pub count: u32,
+    /// How many words the text has (BM25's document length).
+    pub words: u32,
+    pub key: SearchKey,
+    /// Whether the content has a `url` (the filter's `contains_url`).
+    pub url: bool,
     pub origin_server_ts: u64,
     pub depth: u64,
     pub stream: u64,
     pub state_before: u64,
-    /// Whether the content has a `url` (for the filter's `contains_url`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub url: bool,
+}
+
+/// Postings in a fixed binary layout: a common word has one per event, and decoding JSON for
+/// each would cost more than reading it.
+struct PostingCodec;
+
+const POSTING_BYTES: usize = 4 + 4 + 1 + 1 + 8 * 4;
+
+impl ValueCodec<Posting> for PostingCodec {
+    fn encode_value(posting: &Posting) -> myelin_storage::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(POSTING_BYTES);
+        out.extend_from_slice(&posting.count.to_be_bytes());
+        out.extend_from_slice(&posting.words.to_be_bytes());
+        out.push(posting.key as u8);
+        out.push(u8::from(posting.url));
+        for field in [posting.origin_server_ts, posting.depth, posting.stream, posting.state_before] {
+            out.extend_from_slice(&field.to_be_bytes());
+        }
+        Ok(out)
+    }
+
+    fn decode_value(bytes: &[u8]) -> myelin_storage::Result<Posting> {
+        let corrupt = || myelin_storage::Error::Corrupt(format!("posting of {} bytes", bytes.len()));
+        let (head, tail) = bytes.split_at_checked(10).ok_or_else(corrupt)?;
+        let u32_at = |at: usize| head[at..at + 4].try_into().map(u32::from_be_bytes).map_err(|_| corrupt());
+        let u64_at = |at: usize| tail.get(at..at + 8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(corrupt);
+        let key = match head[8] {
+            0 => SearchKey::Body,
+            1 => SearchKey::Name,
+            2 => SearchKey::Topic,
+            _ => return Err(corrupt()),
+        };
+        Ok(Posting {
+            count: u32_at(0)?,
+            words: u32_at(4)?,
+            key,
+            url: head[9] != 0,
+            origin_server_ts: u64_at(0)?,
+            depth: u64_at(8)?,
+            stream: u64_at(16)?,
+            state_before: u64_at(24)?,
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
@@ -130,22 +183,17 @@ pub struct SearchRoom<'a> {
 #[derive(Clone, Debug)]
 pub struct Hit {
     pub short: u64,
-    pub doc: SearchDoc,
+    pub room: u64,
+    /// What the index knows of the event (the first query word's posting).
+    pub posting: Posting,
+    /// Read only when the search needs senders (a sender filter or grouping).
+    pub sender: Option<String>,
     /// BM25 relevance.
     pub score: f64,
-    /// Indexes into [`Matches::words`] of the words this event matched.
-    pub matched: Vec<usize>,
 }
 
-/// Every hit of a query, unordered, and the indexed words the query matched.
-#[derive(Debug, Default)]
-pub struct Matches {
-    pub hits: Vec<Hit>,
-    pub words: Vec<String>,
-}
-
-/// The postings of one query word in one room: event → (weighted frequency, matched words).
-type Postings = HashMap<u64, (f64, Vec<usize>)>;
+/// The postings of one query word in one room: event → (weighted frequency, posting).
+type Postings = HashMap<u64, (f64, Posting)>;
 
 impl Rooms {
     /// Stages the index rows of a newly stored event whose text is searchable.
@@ -160,21 +208,21 @@ impl Rooms {
             return Ok(());
         }
         let total: u64 = counts.values().sum();
-        for (word, count) in counts {
-            POSTINGS.put(batch, &(event.room_short, word, short), &count)?;
-        }
-        let doc = SearchDoc {
+        let mut posting = Posting {
+            count: 0,
+            words: u32::try_from(total).unwrap_or(u32::MAX),
             key,
-            room: event.room_short,
-            sender: event.sender().to_owned(),
-            words: total,
+            url: event.content().get("url").is_some_and(Value::is_string),
             origin_server_ts: event.origin_server_ts(),
             depth: event.depth,
             stream: event.stream,
             state_before: event.state_before,
-            url: event.content().get("url").is_some_and(Value::is_string),
         };
-        DOCS.put(batch, &short, &doc)?;
+        for (word, count) in counts {
+            posting.count = u32::try_from(count).unwrap_or(u32::MAX);
+            POSTINGS.put(batch, &(event.room_short, word, short), &posting)?;
+        }
+        DOCS.put(batch, &short, &SearchDoc { room: event.room_short, sender: event.sender().to_owned(), words: total })?;
         self.change_stats(batch, event.room_short, |stats| {
             stats.docs += 1;
             stats.words += total;
@@ -204,14 +252,17 @@ impl Rooms {
 
     /// The events of `rooms` whose text (under one of `keys`) has every query word, as a word
     /// or the beginning of one, that pass `filter` and that the searcher may see, scored with
-    /// BM25 over the rooms searched.
-    pub fn search_matches(&self, rooms: &[SearchRoom<'_>], query: &str, keys: &[SearchKey], filter: &RoomEventFilter) -> Result<Matches> {
-        let mut terms = words(query);
-        terms.sort();
-        terms.dedup();
-        let mut matches = Matches::default();
+    /// BM25 over the rooms searched. With `senders`, each hit carries its sender.
+    pub fn search_matches(
+        &self,
+        rooms: &[SearchRoom<'_>],
+        terms: &[String],
+        keys: &[SearchKey],
+        filter: &RoomEventFilter,
+        senders: bool,
+    ) -> Result<Vec<Hit>> {
         if terms.is_empty() || rooms.is_empty() {
-            return Ok(matches);
+            return Ok(Vec::new());
         }
         let shorts: Vec<u64> = rooms.iter().map(|room| room.short).collect();
         let (docs, total_words) = STATS
@@ -220,48 +271,46 @@ impl Rooms {
             .flatten()
             .fold((0, 0), |(docs, words), stats| (docs + stats.docs, words + stats.words));
         let average_length = if docs == 0 { 1.0 } else { total_words as f64 / docs as f64 };
-        let mut word_ids: HashMap<String, usize> = HashMap::new();
+        let needs_sender = senders || filter.senders.is_some() || !filter.not_senders.is_empty();
         let mut document_frequency = vec![0u64; terms.len()];
-        // (hit, weighted frequency of each term) before scoring, which needs every room's
-        // document frequencies.
+        // Hits with the weighted frequency of each term, before scoring, which needs every
+        // room's document frequencies.
         let mut candidates: Vec<(Hit, Vec<f64>)> = Vec::new();
         for room in rooms {
             let mut per_term: Vec<Postings> = Vec::with_capacity(terms.len());
             for (term_index, term) in terms.iter().enumerate() {
-                let postings = self.postings(room.short, term, &mut word_ids, &mut matches.words)?;
+                let postings = self.postings(room.short, term)?;
                 document_frequency[term_index] += postings.len() as u64;
                 per_term.push(postings);
             }
             // Every term must match: walk the rarest term's events and look the others up.
             let Some(rarest) = (0..per_term.len()).min_by_key(|i| per_term[*i].len()) else { continue };
-            let mut in_all: Vec<u64> = per_term[rarest].keys().copied().filter(|short| per_term.iter().all(|p| p.contains_key(short))).collect();
-            in_all.sort_unstable();
-            let found = DOCS.multi_get(&self.db, &in_all)?;
             let mut visibility: HashMap<u64, (String, Option<String>)> = HashMap::new();
-            for (short, doc) in in_all.into_iter().zip(found) {
-                let Some(doc) = doc else { continue };
-                if !keys.contains(&doc.key) || !fields_match(filter, doc.key.event_type(), &doc.sender, doc.url) {
+            let mut room_hits = Vec::new();
+            for (short, (_, posting)) in &per_term[rarest] {
+                if !keys.contains(&posting.key) || !per_term.iter().all(|p| p.contains_key(short)) {
                     continue;
                 }
-                let (history, membership) = match visibility.entry(doc.state_before) {
+                let (history, membership) = match visibility.entry(posting.state_before) {
                     Entry::Occupied(entry) => entry.into_mut(),
-                    Entry::Vacant(entry) => entry.insert(self.visibility_inputs(doc.state_before, room.viewer.user)?),
+                    Entry::Vacant(entry) => entry.insert(self.visibility_inputs(posting.state_before, room.viewer.user)?),
                 };
-                if !allowed(history, membership.as_deref(), room.viewer.joined_after((doc.depth, doc.stream))) {
+                if !allowed(history, membership.as_deref(), room.viewer.joined_after((posting.depth, posting.stream))) {
                     continue;
                 }
-                let mut frequencies = Vec::with_capacity(terms.len());
-                let mut matched = Vec::new();
-                for postings in &per_term {
-                    if let Some((frequency, words)) = postings.get(&short) {
-                        frequencies.push(*frequency);
-                        matched.extend(words.iter().copied());
-                    }
-                }
-                matched.sort_unstable();
-                matched.dedup();
-                candidates.push((Hit { short, doc, score: 0.0, matched }, frequencies));
+                let frequencies = per_term.iter().filter_map(|p| p.get(short).map(|(frequency, _)| *frequency)).collect();
+                room_hits.push((Hit { short: *short, room: room.short, posting: *posting, sender: None, score: 0.0 }, frequencies));
             }
+            if needs_sender {
+                let shorts: Vec<u64> = room_hits.iter().map(|(hit, _)| hit.short).collect();
+                for ((hit, _), doc) in room_hits.iter_mut().zip(DOCS.multi_get(&self.db, &shorts)?) {
+                    hit.sender = doc.map(|doc| doc.sender);
+                }
+            }
+            candidates.extend(room_hits.into_iter().filter(|(hit, _)| {
+                let sender = hit.sender.as_deref().unwrap_or_default();
+                (!needs_sender || hit.sender.is_some()) && fields_match(filter, hit.posting.key.event_type(), sender, hit.posting.url)
+            }));
         }
         let idf: Vec<f64> = document_frequency
             .iter()
@@ -271,10 +320,10 @@ impl Rooms {
                 (1.0 + ((docs as f64 - df + 0.5) / (df + 0.5)).max(0.0)).ln()
             })
             .collect();
-        matches.hits = candidates
+        Ok(candidates
             .into_iter()
             .map(|(mut hit, frequencies)| {
-                let length = hit.doc.words as f64 / average_length;
+                let length = f64::from(hit.posting.words) / average_length;
                 hit.score = frequencies
                     .iter()
                     .zip(&idf)
@@ -282,34 +331,29 @@ impl Rooms {
                     .sum();
                 hit
             })
-            .collect();
-        Ok(matches)
+            .collect())
     }
 
     /// The events of one room with a word that is, or begins with, `term`.
-    fn postings(&self, room: u64, term: &str, word_ids: &mut HashMap<String, usize>, words: &mut Vec<String>) -> Result<Postings> {
+    fn postings(&self, room: u64, term: &str) -> Result<Postings> {
         // `prefix_of` ends the word with its terminator; without it the scan also covers
         // every longer word that begins with the term.
         let mut prefix = prefix_of(&(room, term.to_owned()));
         prefix.pop();
         let mut postings = Postings::new();
         for entry in POSTINGS.iter_prefix_bytes(&self.db, &prefix, Direction::Forward)? {
-            let ((_, word, short), count) = entry?;
+            let ((_, word, short), posting) = entry?;
             let weight = if word == term { 1.0 } else { PREFIX_WEIGHT };
-            let id = match word_ids.get(&word) {
-                Some(id) => *id,
-                None => {
-                    words.push(word.clone());
-                    word_ids.insert(word, words.len() - 1);
-                    words.len() - 1
-                }
-            };
-            let (frequency, matched) = postings.entry(short).or_default();
-            *frequency += weight * count as f64;
-            matched.push(id);
+            let (frequency, _) = postings.entry(short).or_insert((0.0, posting));
+            *frequency += weight * f64::from(posting.count);
         }
         Ok(postings)
     }
+}
+
+/// The words of `text` that a query's words match (are, or begin with): what to highlight.
+pub fn matched_words<'a>(text: &str, terms: &'a [String]) -> impl Iterator<Item = String> + use<'a> {
+    words(text).into_iter().filter(move |word| terms.iter().any(|term| word.starts_with(term.as_str())))
 }
 
 /// Each distinct word of the text with how often it occurs.
@@ -319,4 +363,32 @@ fn word_counts(text: &str) -> BTreeMap<String, u64> {
         *counts.entry(word).or_default() += 1;
     }
     counts
+}
+
+#[cfg(test)]
+mod tests {
+    use myelin_storage::ValueCodec;
+
+    use super::{POSTING_BYTES, Posting, PostingCodec, SearchKey};
+
+    #[test]
+    fn postings_round_trip_in_their_binary_layout() {
+        let posting = Posting {
+            count: 3,
+            words: 12,
+            key: SearchKey::Topic,
+            url: true,
+            origin_server_ts: 1_700_000_000_000,
+            depth: 42,
+            stream: u64::MAX,
+            state_before: 7,
+        };
+        let bytes = PostingCodec::encode_value(&posting).expect("encodes");
+        assert_eq!(bytes.len(), POSTING_BYTES);
+        assert_eq!(PostingCodec::decode_value(&bytes).expect("decodes"), posting);
+        assert!(PostingCodec::decode_value(&bytes[..POSTING_BYTES - 1]).is_err());
+        let mut bad_key = bytes.clone();
+        bad_key[8] = 9;
+        assert!(PostingCodec::decode_value(&bad_key).is_err());
+    }
 }
