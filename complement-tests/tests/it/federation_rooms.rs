@@ -25,8 +25,13 @@ const C: &str = "/_matrix/client/v3";
 
 /// A Myelin whose server name is its own TLS federation address, so peers reach it directly.
 pub async fn federating_myelin() -> TestServer {
+    federating_myelin_with(|options| options).await
+}
+
+/// [`federating_myelin`] with more configuration.
+pub async fn federating_myelin_with(configure: impl FnOnce(ServerOptions) -> ServerOptions) -> TestServer {
     let port = free_port();
-    TestServer::start(
+    TestServer::start(configure(
         ServerOptions::new()
             .server_name(&format!("127.0.0.1:{port}"))
             .env("MYELIN_FEDERATION__LISTEN", format!("127.0.0.1:{port}"))
@@ -35,7 +40,7 @@ pub async fn federating_myelin() -> TestServer {
             .env("MYELIN_FEDERATION__ALLOW_PRIVATE_ADDRESSES", "true")
             .env("MYELIN_FEDERATION__RETRY_INITIAL_MS", "200")
             .env("MYELIN_FEDERATION__RETRY_MAX_MS", "2000"),
-    )
+    ))
     .await
 }
 

@@ -10,7 +10,7 @@ use complement_tests::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::federation_rooms::{federating_myelin, federating_synapse};
+use crate::federation_rooms::{federating_myelin, federating_myelin_with, federating_synapse};
 use crate::room_support::enc;
 
 const CSP: &str = "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; \
@@ -400,6 +400,20 @@ async fn remote_media_between_two_myelin_servers_both_ways_and_cached() {
     one.stop_gracefully().await;
     let cached = download(&two, &bob, &origin, &id).await;
     assert_eq!((cached.status, cached.bytes == got_before.bytes), (StatusCode::OK, true));
+}
+
+#[tokio::test]
+async fn remote_media_over_the_local_upload_limit_is_refused() {
+    let origin = federating_myelin().await;
+    let strict = federating_myelin_with(|options| options.env("MYELIN_MEDIA__MAX_UPLOAD_BYTES", "100000")).await;
+    let alice = origin.register("alice", "pw").await;
+    let bob = strict.register("bob", "pw").await;
+    let (server, big) = upload(&origin, &alice, &binary_payload(100_001), "application/octet-stream", None).await;
+    let (_, small) = upload(&origin, &alice, &binary_payload(100_000), "application/octet-stream", None).await;
+    download(&strict, &bob, &server, &big).await.assert_error(StatusCode::BAD_GATEWAY, "M_TOO_LARGE");
+    assert_eq!(download(&strict, &bob, &server, &small).await.bytes, binary_payload(100_000));
+    let leftovers: Vec<_> = files_under(&media_dir(&strict)).into_iter().filter(|p| p.starts_with(media_dir(&strict).join("tmp"))).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[tokio::test]
