@@ -296,6 +296,27 @@ async fn redacted_events_disappear_from_search() {
 }
 
 #[tokio::test]
+async fn an_acknowledged_message_survives_a_crash_searchable() {
+    let mut server = TestServer::start_default().await;
+    let [alice] = users(&server, ["alice"]).await;
+    let room = public_room(&server, &alice).await;
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(send_text(&server, &alice, &room, &format!("durian number {i}")).await);
+    }
+    // SIGKILL right after the last acknowledgement: the index rows were in its write.
+    server.kill().await;
+    server.start_again().await;
+    let mut seen = found(&server, &alice, "durian").await;
+    seen.sort();
+    sent.sort();
+    assert_eq!(seen, sent);
+    let later = send_text(&server, &alice, &room, "durian after the crash").await;
+    assert!(found(&server, &alice, "crash").await.contains(&later));
+    assert_eq!(search(&server, &alice, json!({"search_term": "durian"})).await["count"], 6);
+}
+
+#[tokio::test]
 async fn errors_are_matrix_errors() {
     let server = TestServer::start_default().await;
     let [alice] = users(&server, ["alice"]).await;

@@ -131,6 +131,9 @@ impl Services {
         let receipts = receipts::Receipts::new(db.clone(), rooms.clone(), sender.clone(), server_name.clone());
         let presence = presence::Presence::new(db.clone(), rooms.clone(), sender.clone(), server_name.clone(), config.presence.clone());
         let user_directory = user_directory::UserDirectory::new(db.clone(), rooms.clone(), config.user_directory.search_all_users);
+        // Databases from before the text indexes existed get them before the first request.
+        rooms.build_text_indexes()?;
+        user_directory.build()?;
         Ok(Self {
             user_directory,
             reports: reports::Reports::new(db.clone()),

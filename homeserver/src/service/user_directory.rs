@@ -22,7 +22,10 @@ use ruma::{OwnedUserId, ServerName, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::rooms::{Rooms, StoredEvent};
+use super::{
+    rooms::{Rooms, StoredEvent},
+    users::{ACCOUNTS, Account},
+};
 use crate::{error::Result, util::words::words};
 
 /// user → the profile the directory shows and matches.
@@ -30,7 +33,11 @@ const PROFILES: Table<String, DirectoryProfile> = Table::new("userid_directorypr
 /// (word, user): the words a user is found by.
 const WORDS: Table<(String, String), ()> = Table::new("word_userid");
 
-pub const TABLES: &[&str] = &["userid_directoryprofile", "word_userid"];
+/// `BUILT` is set once the local accounts stored before the directory existed are in it.
+const META: Table<String, ()> = Table::new("userdirectory_meta");
+const BUILT: &str = "built";
+
+pub const TABLES: &[&str] = &["userid_directoryprofile", "word_userid", "userdirectory_meta"];
 
 /// The most users one search examines: a one-letter term on a large server matches many.
 const MAX_CANDIDATES: usize = 5000;
@@ -41,6 +48,13 @@ pub struct DirectoryProfile {
     pub displayname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avatar_url: Option<String>,
+}
+
+impl DirectoryProfile {
+    /// What the directory shows of a local account: nothing once it is deactivated.
+    pub fn of_account(account: &Account) -> Option<Self> {
+        (!account.deactivated).then(|| Self { displayname: account.displayname.clone(), avatar_url: account.avatar_url.clone() })
+    }
 }
 
 /// A user found, with what the directory knows of their profile.
@@ -127,6 +141,22 @@ pub struct UserDirectory {
 impl UserDirectory {
     pub fn new(db: Database, rooms: Rooms, search_all_users: bool) -> Self {
         Self { db, rooms, search_all_users }
+    }
+
+    /// Enters the local accounts of a database from before the directory existed: once, at
+    /// start-up before any request, and marked done.
+    pub fn build(&self) -> Result<()> {
+        if META.get(&self.db, &BUILT.to_owned())?.is_some() {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        for entry in ACCOUNTS.iter_all(&self.db)? {
+            let (user, account) = entry?;
+            let Ok(user_id) = UserId::parse(&user) else { continue };
+            stage_profile(&self.db, &mut batch, &user_id, DirectoryProfile::of_account(&account).as_ref())?;
+        }
+        META.put(&mut batch, &BUILT.to_owned(), &())?;
+        Ok(self.db.write(batch)?)
     }
 
     /// Up to `limit` users matching `term` that `searcher` may find, best first, and whether

@@ -157,7 +157,7 @@ impl Users {
         };
         let mut batch = Batch::new();
         ACCOUNTS.put(&mut batch, &user_id.to_string(), &account)?;
-        user_directory::stage_profile(&self.db, &mut batch, user_id, directory_profile(&account).as_ref())?;
+        user_directory::stage_profile(&self.db, &mut batch, user_id, DirectoryProfile::of_account(&account).as_ref())?;
         self.db.write_async(batch).await?;
         Ok(account)
     }
@@ -169,7 +169,7 @@ impl Users {
         change(&mut account);
         let mut batch = Batch::new();
         ACCOUNTS.put(&mut batch, &user_id.to_string(), &account)?;
-        user_directory::stage_profile(&self.db, &mut batch, user_id, directory_profile(&account).as_ref())?;
+        user_directory::stage_profile(&self.db, &mut batch, user_id, DirectoryProfile::of_account(&account).as_ref())?;
         self.db.write_async(batch).await?;
         Ok(account)
     }
@@ -229,11 +229,6 @@ impl Users {
         }
         Ok((page, total))
     }
-}
-
-/// What the user directory shows of an account: nothing once it is deactivated.
-fn directory_profile(account: &Account) -> Option<DirectoryProfile> {
-    (!account.deactivated).then(|| DirectoryProfile { displayname: account.displayname.clone(), avatar_url: account.avatar_url.clone() })
 }
 
 fn invalid_username(message: impl Into<String>) -> Error {

@@ -40,7 +40,15 @@ const DOCS: Table<u64, SearchDoc> = Table::new("shorteventid_searchdoc");
 /// room → BM25 collection statistics of the room.
 const STATS: Table<u64, RoomStats> = Table::new("roomshort_searchstats");
 
-pub const TABLES: &[&str] = &["roomwordevent_posting", "shorteventid_searchdoc", "roomshort_searchstats"];
+/// `BUILT` → the index version the events stored before it were indexed with.
+const META: Table<String, u64> = Table::new("searchindex_meta");
+const BUILT: &str = "built";
+/// Bumped when what the index holds changes, so that start-up indexes stored events again.
+const INDEX_VERSION: u64 = 1;
+/// Operations per write while indexing stored events at start-up.
+const BUILD_BATCH_OPS: usize = 20_000;
+
+pub const TABLES: &[&str] = &["roomwordevent_posting", "shorteventid_searchdoc", "roomshort_searchstats", "searchindex_meta"];
 
 /// BM25's term-frequency saturation and length normalisation, the usual values.
 const K1: f64 = 1.2;
@@ -198,14 +206,24 @@ type Postings = HashMap<u64, (f64, Posting)>;
 impl Rooms {
     /// Stages the index rows of a newly stored event whose text is searchable.
     pub(super) fn stage_search(&self, batch: &mut Batch, short: u64, event: &StoredEvent) -> Result<()> {
-        let Some((key, text)) = SearchKey::of(event) else { return Ok(()) };
+        let Some(total) = self.stage_search_rows(batch, short, event)? else { return Ok(()) };
+        self.change_stats(batch, event.room_short, |stats| {
+            stats.docs += 1;
+            stats.words += total;
+        })
+    }
+
+    /// Stages an event's postings and document row, and returns its number of words; `None`
+    /// when it has no searchable text or is indexed already.
+    fn stage_search_rows(&self, batch: &mut Batch, short: u64, event: &StoredEvent) -> Result<Option<u64>> {
+        let Some((key, text)) = SearchKey::of(event) else { return Ok(None) };
         // An event is stored once, but be safe against counting it twice in the statistics.
         if DOCS.contains(&self.db, &short)? {
-            return Ok(());
+            return Ok(None);
         }
         let counts = word_counts(text);
         if counts.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let total: u64 = counts.values().sum();
         let mut posting = Posting {
@@ -223,10 +241,51 @@ impl Rooms {
             POSTINGS.put(batch, &(event.room_short, word, short), &posting)?;
         }
         DOCS.put(batch, &short, &SearchDoc { room: event.room_short, sender: event.sender().to_owned(), words: total })?;
-        self.change_stats(batch, event.room_short, |stats| {
-            stats.docs += 1;
-            stats.words += total;
-        })
+        Ok(Some(total))
+    }
+
+    /// Indexes what a database from before the text indexes holds: every timeline event's
+    /// text, and the remote members the user directory should know. Runs once, at start-up
+    /// before any request (so no append races it), and is marked done; if interrupted it
+    /// resumes, skipping the events already indexed.
+    pub fn build_text_indexes(&self) -> Result<()> {
+        if META.get(&self.db, &BUILT.to_owned())?.is_some_and(|version| version >= INDEX_VERSION) {
+            return Ok(());
+        }
+        let mut stats: HashMap<u64, RoomStats> = HashMap::new();
+        let mut batch = Batch::new();
+        let mut indexed = 0u64;
+        for entry in self.timeline.all_from(0)? {
+            let (short, event) = entry?;
+            if event.outlier || event.redacted_because.is_some() {
+                continue;
+            }
+            crate::service::user_directory::stage_member_event(&self.db, &mut batch, &self.server_name, &event)?;
+            if let Some(total) = self.stage_search_rows(&mut batch, short, &event)? {
+                let room = match stats.entry(event.room_short) {
+                    Entry::Occupied(entry) => entry.into_mut(),
+                    Entry::Vacant(entry) => entry.insert(STATS.get(&self.db, &event.room_short)?.unwrap_or_default()),
+                };
+                room.docs += 1;
+                room.words += total;
+                indexed += 1;
+            }
+            if batch.len() >= BUILD_BATCH_OPS {
+                for (room, room_stats) in &stats {
+                    STATS.put(&mut batch, room, room_stats)?;
+                }
+                self.db.write(std::mem::take(&mut batch))?;
+            }
+        }
+        for (room, room_stats) in &stats {
+            STATS.put(&mut batch, room, room_stats)?;
+        }
+        META.put(&mut batch, &BUILT.to_owned(), &INDEX_VERSION)?;
+        self.db.write(batch)?;
+        if indexed > 0 {
+            tracing::info!(indexed, "indexed the text of events stored before the search index existed");
+        }
+        Ok(())
     }
 
     /// Drops the index rows of an event about to be redacted (`event` as it was before).
@@ -367,9 +426,74 @@ fn word_counts(text: &str) -> BTreeMap<String, u64> {
 
 #[cfg(test)]
 mod tests {
-    use myelin_storage::ValueCodec;
+    use std::sync::Arc;
 
-    use super::{POSTING_BYTES, Posting, PostingCodec, SearchKey};
+    use myelin_federation::ServerSigningKey;
+    use myelin_storage::{Batch, Database, ValueCodec};
+    use ruma::{RoomVersionId, UserId, api::client::filter::RoomEventFilter};
+    use serde_json::json;
+
+    use super::{DOCS, META, POSTINGS, POSTING_BYTES, Posting, PostingCodec, STATS, SearchKey, SearchRoom};
+    use crate::service::{
+        notifier::Notifier,
+        rooms::{EventDraft, Preset, RoomSpec, Rooms, StreamPositions},
+    };
+
+    /// A database whose events were stored before the index existed gets them indexed once
+    /// at start-up, with the same statistics as indexing them as they came.
+    #[tokio::test]
+    async fn the_start_up_build_indexes_events_stored_before_the_index() {
+        let db = Database::in_memory(&crate::service::catalog()).expect("database");
+        let key = Arc::new(ServerSigningKey::generate().expect("key"));
+        let server = ruma::OwnedServerName::try_from("test.local").expect("server name");
+        let rooms = Rooms::new(db.clone(), server, key, StreamPositions::new(db.clone()).expect("stream"), Notifier::default());
+        let alice = UserId::parse("@alice:test.local").expect("user");
+        let spec = RoomSpec {
+            version: RoomVersionId::V11,
+            preset: Preset::PrivateChat,
+            creation_content: serde_json::Map::new(),
+            power_level_override: None,
+            initial_state: Vec::new(),
+            name: Some("Orchard".to_owned()),
+            topic: None,
+            invite: Vec::new(),
+            is_direct: false,
+            canonical_alias: None,
+            creator_profile: (None, None),
+        };
+        let room_id = rooms.create_from_spec(&alice, spec).await.expect("room");
+        for body in ["quince jam", "quince tart", "plum"] {
+            rooms.append(&room_id, &alice, EventDraft::message("m.room.message", json!({"msgtype": "m.text", "body": body})), None).await.expect("send");
+        }
+        let record = rooms.room(&room_id).expect("record");
+        let search = |term: &str| {
+            let room = SearchRoom { short: record.short, viewer: rooms.viewer(&room_id, &alice).expect("viewer") };
+            rooms.search_matches(&[room], &[term.to_owned()], &SearchKey::ALL, &RoomEventFilter::default(), false).expect("search").len()
+        };
+        assert_eq!((search("quince"), search("orchard")), (2, 1));
+        let stats = STATS.get(&db, &record.short).expect("stats");
+
+        // Forget the index, as a database from before it would be.
+        let mut batch = Batch::new();
+        for entry in POSTINGS.iter_all(&db).expect("postings") {
+            POSTINGS.delete(&mut batch, &entry.expect("posting").0);
+        }
+        for entry in DOCS.iter_all(&db).expect("docs") {
+            DOCS.delete(&mut batch, &entry.expect("doc").0);
+        }
+        STATS.delete(&mut batch, &record.short);
+        META.delete(&mut batch, &super::BUILT.to_owned());
+        db.write(batch).expect("write");
+        assert_eq!(search("quince"), 0);
+
+        rooms.build_text_indexes().expect("build");
+        assert_eq!((search("quince"), search("orchard"), search("plum")), (2, 1, 1));
+        let rebuilt = STATS.get(&db, &record.short).expect("stats");
+        assert_eq!(rebuilt.map(|s| (s.docs, s.words)), stats.map(|s| (s.docs, s.words)));
+        // Built once: a second start finds the mark and does nothing.
+        rooms.build_text_indexes().expect("build again");
+        assert_eq!(STATS.get(&db, &record.short).expect("stats").map(|s| s.docs), rebuilt.map(|s| s.docs));
+    }
 
     #[test]
     fn postings_round_trip_in_their_binary_layout() {

@@ -216,6 +216,12 @@ impl Timeline {
         self.events.end_change(&short);
     }
 
+    /// Every stored event (outliers too) in short ID order, from `from` on: for building an
+    /// index over what was stored before the index existed.
+    pub fn all_from(&self, from: u64) -> Result<impl Iterator<Item = Result<(u64, StoredEvent)>> + '_> {
+        Ok(EVENTS.iter_from(&self.db, &from, Direction::Forward)?.map(|entry| entry.map_err(Error::from)))
+    }
+
     /// Events of one room with stream position in (after, up_to], newest first, at most `limit`.
     pub fn room_events_desc(&self, room_short: u64, after: u64, up_to: u64, limit: usize) -> Result<Vec<(u64, u64)>> {
         let mut out = Vec::new();
