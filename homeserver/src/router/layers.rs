@@ -66,7 +66,7 @@ async fn reject_declared_oversize(State(state): State<AppState>, request: Reques
     let limit = if crate::api::media::is_upload(request.method(), request.uri().path()) {
         state.config.media.max_upload_bytes
     } else {
-        state.config.limits.max_request_body_bytes
+        super::ruma::body_limit(&state, request.uri().path())
     };
     let declared = request
         .headers()

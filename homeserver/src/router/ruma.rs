@@ -101,7 +101,7 @@ where
             .map(|params| params.iter().map(|(_, value)| value.to_owned()).collect())
             .map_err(|e| Error::invalid_param(format!("invalid path parameter: {e}")))?;
         let client_ip = client_ip(&parts);
-        let mut bytes = read_body(body, state.config.limits.max_request_body_bytes).await?;
+        let mut bytes = read_body(body, body_limit(state, parts.uri.path())).await?;
         if bytes.is_empty() && expects_json_body(&parts) {
             // Clients such as matrix-nio send no body where the spec wants `{}`; some of ruma's
             // hand-written parsers (join by alias, knock) refuse an empty body.
@@ -163,6 +163,16 @@ async fn verify_x_matrix(state: &AppState, parts: &Parts, body: &[u8]) -> Result
 
 /// Reads the whole body, refusing bodies over `limit` (413 `M_TOO_LARGE`). A declared
 /// Content-Length over the limit has already been refused by the body-limit layer.
+/// A full federation transaction: 50 PDUs of up to 64 KiB each, and 100 EDUs.
+const FEDERATION_BODY_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The largest request body accepted on `path`: the configured limit, raised for federation,
+/// whose transactions and joins legitimately carry more than a client request.
+pub fn body_limit(state: &AppState, path: &str) -> u64 {
+    let configured = state.config.limits.max_request_body_bytes;
+    if path.starts_with("/_matrix/federation/") { configured.max(FEDERATION_BODY_BYTES) } else { configured }
+}
+
 pub async fn read_body(body: axum::body::Body, limit: u64) -> Result<bytes::Bytes> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     axum::body::to_bytes(body, limit).await.map_err(|e| {

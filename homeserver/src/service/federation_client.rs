@@ -17,6 +17,8 @@ use crate::error::{Error, Result};
 
 /// Responses larger than this are refused: a peer must not be able to exhaust our memory.
 const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// The same bound for a room's whole state (`send_join`, `/state`), which is legitimately big.
+const MAX_ROOM_STATE_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct FederationClient {
@@ -247,17 +249,20 @@ impl FederationClient {
         let (parts, body) = request.into_parts();
         let url = parts.uri.to_string();
         let mut outbound = self.http.request(parts.method, url).headers(parts.headers).body(body);
+        let mut max_response_bytes = MAX_RESPONSE_BYTES;
         if parts.uri.path().starts_with("/_matrix/federation/v2/send_join") || parts.uri.path().contains("/state") {
-            // Joins of big rooms and state snapshots can take long to compute and transfer.
+            // Joins of big rooms and state snapshots are big (a 20,000-event state is ~15 MB)
+            // and take long to compute and transfer.
             outbound = outbound.timeout(Duration::from_secs(300));
+            max_response_bytes = MAX_ROOM_STATE_RESPONSE_BYTES;
         }
         let response = outbound.send().await.map_err(|e| unreachable_server(server, &e.to_string()))?;
         let status = response.status();
-        if response.content_length().is_some_and(|length| length as usize > MAX_RESPONSE_BYTES) {
+        if response.content_length().is_some_and(|length| length as usize > max_response_bytes) {
             return Err(unreachable_server(server, "response too large"));
         }
         let body = response.bytes().await.map_err(|e| unreachable_server(server, &e.to_string()))?;
-        if body.len() > MAX_RESPONSE_BYTES {
+        if body.len() > max_response_bytes {
             return Err(unreachable_server(server, "response too large"));
         }
         if !status.is_success() {
