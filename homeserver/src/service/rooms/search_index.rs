@@ -200,8 +200,32 @@ pub struct Hit {
     pub score: f64,
 }
 
-/// The postings of one query word in one room: event → (weighted frequency, posting).
-type Postings = HashMap<u64, (f64, Posting)>;
+/// The postings of one query word in one room, by event: (event, weighted frequency,
+/// posting), sorted by event and one per event.
+type Postings = Vec<(u64, f64, Posting)>;
+
+/// Hashes a `u64` key as itself: state group IDs are already well spread, and SipHash on
+/// every candidate of a common word showed in profiles.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl std::hash::Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type U64Map<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdentityHasher>>;
 
 impl Rooms {
     /// Stages the index rows of a newly stored event whose text is searchable.
@@ -332,9 +356,10 @@ impl Rooms {
         let average_length = if docs == 0 { 1.0 } else { total_words as f64 / docs as f64 };
         let needs_sender = senders || filter.senders.is_some() || !filter.not_senders.is_empty();
         let mut document_frequency = vec![0u64; terms.len()];
-        // Hits with the weighted frequency of each term, before scoring, which needs every
-        // room's document frequencies.
-        let mut candidates: Vec<(Hit, Vec<f64>)> = Vec::new();
+        // Hits, and the weighted frequency of each term in each (`terms.len()` per hit), kept
+        // apart until scoring, which needs every room's document frequencies.
+        let mut hits: Vec<Hit> = Vec::new();
+        let mut frequencies: Vec<f64> = Vec::new();
         for room in rooms {
             let mut per_term: Vec<Postings> = Vec::with_capacity(terms.len());
             for (term_index, term) in terms.iter().enumerate() {
@@ -344,32 +369,45 @@ impl Rooms {
             }
             // Every term must match: walk the rarest term's events and look the others up.
             let Some(rarest) = (0..per_term.len()).min_by_key(|i| per_term[*i].len()) else { continue };
-            let mut visibility: HashMap<u64, (String, Option<String>)> = HashMap::new();
-            let mut room_hits = Vec::new();
-            for (short, (_, posting)) in &per_term[rarest] {
-                if !keys.contains(&posting.key) || !per_term.iter().all(|p| p.contains_key(short)) {
+            // Per state group: visible if the user joined later, and visible otherwise.
+            let mut visibility: U64Map<(bool, bool)> = U64Map::default();
+            let first_new = hits.len();
+            'candidates: for (short, _, posting) in &per_term[rarest] {
+                if !keys.contains(&posting.key) {
                     continue;
                 }
-                let (history, membership) = match visibility.entry(posting.state_before) {
-                    Entry::Occupied(entry) => entry.into_mut(),
-                    Entry::Vacant(entry) => entry.insert(self.visibility_inputs(posting.state_before, room.viewer.user)?),
+                let at = frequencies.len();
+                for postings in &per_term {
+                    match postings.binary_search_by_key(short, |(event, _, _)| *event) {
+                        Ok(found) => frequencies.push(postings[found].1),
+                        Err(_) => {
+                            frequencies.truncate(at);
+                            continue 'candidates;
+                        }
+                    }
+                }
+                let visible = match visibility.get(&posting.state_before) {
+                    Some(visible) => *visible,
+                    None => {
+                        let (history, membership) = self.visibility_inputs(posting.state_before, room.viewer.user)?;
+                        let visible = (allowed(&history, membership.as_deref(), true), allowed(&history, membership.as_deref(), false));
+                        visibility.insert(posting.state_before, visible);
+                        visible
+                    }
                 };
-                if !allowed(history, membership.as_deref(), room.viewer.joined_after((posting.depth, posting.stream))) {
+                let visible = if room.viewer.joined_after((posting.depth, posting.stream)) { visible.0 } else { visible.1 };
+                if !visible {
+                    frequencies.truncate(at);
                     continue;
                 }
-                let frequencies = per_term.iter().filter_map(|p| p.get(short).map(|(frequency, _)| *frequency)).collect();
-                room_hits.push((Hit { short: *short, room: room.short, posting: *posting, sender: None, score: 0.0 }, frequencies));
+                hits.push(Hit { short: *short, room: room.short, posting: *posting, sender: None, score: 0.0 });
             }
             if needs_sender {
-                let shorts: Vec<u64> = room_hits.iter().map(|(hit, _)| hit.short).collect();
-                for ((hit, _), doc) in room_hits.iter_mut().zip(DOCS.multi_get(&self.db, &shorts)?) {
+                let shorts: Vec<u64> = hits[first_new..].iter().map(|hit| hit.short).collect();
+                for (hit, doc) in hits[first_new..].iter_mut().zip(DOCS.multi_get(&self.db, &shorts)?) {
                     hit.sender = doc.map(|doc| doc.sender);
                 }
             }
-            candidates.extend(room_hits.into_iter().filter(|(hit, _)| {
-                let sender = hit.sender.as_deref().unwrap_or_default();
-                (!needs_sender || hit.sender.is_some()) && fields_match(filter, hit.posting.key.event_type(), sender, hit.posting.url)
-            }));
         }
         let idf: Vec<f64> = document_frequency
             .iter()
@@ -379,18 +417,26 @@ impl Rooms {
                 (1.0 + ((docs as f64 - df + 0.5) / (df + 0.5)).max(0.0)).ln()
             })
             .collect();
-        Ok(candidates
-            .into_iter()
-            .map(|(mut hit, frequencies)| {
-                let length = f64::from(hit.posting.words) / average_length;
-                hit.score = frequencies
-                    .iter()
-                    .zip(&idf)
-                    .map(|(tf, idf)| idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * length)))
-                    .sum();
-                hit
-            })
-            .collect())
+        // Score, then drop what the filter's type, URL and sender conditions refuse.
+        let mut kept = 0;
+        for index in 0..hits.len() {
+            let hit = &hits[index];
+            let sender = hit.sender.as_deref();
+            if (needs_sender && sender.is_none()) || !fields_match(filter, hit.posting.key.event_type(), sender.unwrap_or_default(), hit.posting.url) {
+                continue;
+            }
+            let length = f64::from(hit.posting.words) / average_length;
+            let score = frequencies[index * terms.len()..(index + 1) * terms.len()]
+                .iter()
+                .zip(&idf)
+                .map(|(tf, idf)| idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * length)))
+                .sum();
+            hits.swap(kept, index);
+            hits[kept].score = score;
+            kept += 1;
+        }
+        hits.truncate(kept);
+        Ok(hits)
     }
 
     /// The events of one room with a word that is, or begins with, `term`.
@@ -400,11 +446,24 @@ impl Rooms {
         let mut prefix = prefix_of(&(room, term.to_owned()));
         prefix.pop();
         let mut postings = Postings::new();
+        let mut in_order = true;
         for entry in POSTINGS.iter_prefix_bytes(&self.db, &prefix, Direction::Forward)? {
             let ((_, word, short), posting) = entry?;
             let weight = if word == term { 1.0 } else { PREFIX_WEIGHT };
-            let (frequency, _) = postings.entry(short).or_insert((0.0, posting));
-            *frequency += weight * f64::from(posting.count);
+            in_order &= postings.last().is_none_or(|(last, _, _)| *last < short);
+            postings.push((short, weight * f64::from(posting.count), posting));
+        }
+        // One word's postings come in event order; several words (a prefix) interleave, and
+        // an event with two of them counts once, with both frequencies.
+        if !in_order {
+            postings.sort_unstable_by_key(|(short, _, _)| *short);
+            postings.dedup_by(|later, earlier| {
+                let same = later.0 == earlier.0;
+                if same {
+                    earlier.1 += later.1;
+                }
+                same
+            });
         }
         Ok(postings)
     }
