@@ -362,3 +362,50 @@ async fn events_received_over_federation_are_searchable() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn matrix_sdk_reads_search_and_directory_responses() {
+    use matrix_sdk::ruma::{
+        UInt,
+        api::client::{
+            search::search_events::v3 as search_events,
+            user_directory::search_users::v3 as search_users,
+        },
+    };
+
+    let server = TestServer::start_default().await;
+    let client = crate::real_client_rooms::sdk_client(&server, "alice").await;
+    let [bob] = users(&server, ["bob"]).await;
+    let alice = server.login("alice", "pw").await;
+    let room = public_room(&server, &alice).await;
+    join(&server, &bob, &room).await.ok();
+    send_text(&server, &alice, &room, "before the walnut").await;
+    let hit = send_text(&server, &bob, &room, "Walnut harvest today").await;
+
+    let mut criteria = search_events::Criteria::new("walnut".to_owned());
+    criteria.order_by = Some(search_events::OrderBy::Recent);
+    let mut context = search_events::EventContext::new();
+    context.before_limit = UInt::from(1u32);
+    context.include_profile = true;
+    criteria.event_context = context;
+    let mut grouping = search_events::Grouping::new();
+    grouping.key = Some(search_events::GroupingKey::Sender);
+    criteria.groupings.group_by = vec![grouping];
+    let mut categories = search_events::Categories::new();
+    categories.room_events = Some(criteria);
+    let response = client.send(search_events::Request::new(categories)).await.expect("the SDK parses /search");
+    let events = response.search_categories.room_events;
+    assert_eq!(events.count.map(u64::from), Some(2));
+    assert_eq!(events.highlights, ["walnut"]);
+    let first = &events.results[0];
+    let result = first.result.as_ref().map(|e| e.deserialize().expect("a timeline event"));
+    assert_eq!(result.map(|e| e.event_id().to_string()), Some(hit.clone()));
+    let context = first.context.clone();
+    assert_eq!(context.events_before.len(), 1);
+    assert!(context.profile_info.contains_key(bob.user_id.as_str()), "{:?}", context.profile_info);
+    assert!(!events.groups.is_empty(), "groups parse");
+
+    let response = client.send(search_users::Request::new("bo".to_owned())).await.expect("the SDK parses the directory");
+    assert_eq!(response.results.iter().map(|u| u.user_id.to_string()).collect::<Vec<_>>(), [bob.user_id.clone()]);
+    assert!(!response.limited);
+}

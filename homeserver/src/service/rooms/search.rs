@@ -107,6 +107,8 @@ pub struct SearchContext {
 /// A result's place in its order; pages continue strictly below the last one handed out.
 /// The stream position is unique per event, so no two results share a key.
 type SortKey = (f64, u64);
+/// Hits with their sort keys.
+type Ranked = Vec<(SortKey, Hit)>;
 
 /// What a `next_batch` token carries.
 #[derive(Serialize, Deserialize)]
@@ -161,8 +163,8 @@ fn descending(a: &SortKey, b: &SortKey) -> std::cmp::Ordering {
 /// Splits `hits` into the page that follows `after` (at most `limit`, unsorted) and the hits
 /// after that page (unsorted); hits up to `after` are dropped. Linear, where sorting every
 /// hit of a common word would not be.
-fn page_of(hits: Vec<(SortKey, Hit)>, after: Option<SortKey>, limit: usize) -> (Vec<(SortKey, Hit)>, Vec<(SortKey, Hit)>) {
-    let mut following: Vec<(SortKey, Hit)> = match after {
+fn page_of(hits: Ranked, after: Option<SortKey>, limit: usize) -> (Ranked, Ranked) {
+    let mut following: Ranked = match after {
         Some(after) => hits.into_iter().filter(|(key, _)| descending(key, &after).is_gt()).collect(),
         None => hits,
     };
@@ -203,7 +205,7 @@ impl Rooms {
         terms.dedup();
         let by_sender = request.groupings.contains(&GroupBy::Sender) || group.as_ref().is_some_and(|(by, _)| *by == GroupBy::Sender);
         let hits = self.search_matches(&rooms, &terms, request.keys, request.filter, by_sender)?;
-        let hits: Vec<(SortKey, Hit)> = hits
+        let hits: Ranked = hits
             .into_iter()
             .filter(|hit| group.as_ref().is_none_or(|(by, key)| *by != GroupBy::Sender || hit.sender.as_deref() == Some(key.as_str())))
             .map(|hit| (sort_key(request.order, &hit), hit))
@@ -242,7 +244,7 @@ impl Rooms {
         &self,
         order: SearchOrder,
         by: GroupBy,
-        (page, rest): (&[(SortKey, Hit)], &[(SortKey, Hit)]),
+        (page, rest): (&Ranked, &Ranked),
         skipped: usize,
         room_ids: &HashMap<u64, String>,
     ) -> Result<Vec<SearchGroup>> {
