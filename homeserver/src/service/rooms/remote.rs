@@ -230,10 +230,11 @@ impl Rooms {
         }
         let mut full = ShortState::new();
         let mut by_key: HashMap<(String, String), Pdu> = HashMap::new();
-        for pdu in state {
-            let Some(state_key) = pdu.state_key() else { continue };
-            let key = (pdu.event_type().to_string(), state_key.to_owned());
-            let short_key = self.short.intern_state_key(&key)?;
+        let state_events: Vec<&Pdu> = state.iter().filter(|pdu| pdu.state_key().is_some()).collect();
+        let keys: Vec<(String, String)> =
+            state_events.iter().map(|pdu| (pdu.event_type().to_string(), pdu.state_key().unwrap_or_default().to_owned())).collect();
+        let short_keys = self.short.intern_state_keys(&keys)?;
+        for ((pdu, key), short_key) in state_events.into_iter().zip(keys).zip(short_keys) {
             let short = *staged_shorts.get(pdu.event_id()).ok_or_else(|| Error::internal("state event not interned"))?;
             full.insert(short_key, short);
             by_key.insert(key, pdu.clone());

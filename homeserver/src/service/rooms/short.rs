@@ -116,6 +116,48 @@ impl ShortIds {
         Ok(short)
     }
 
+    /// [`ShortIds::intern_state_key`] for many keys with one durable write, as a join that
+    /// brings thousands of new state keys needs (one write each cost thousands of fsyncs).
+    pub fn intern_state_keys(&self, keys: &[StateKey]) -> Result<Vec<u64>> {
+        let mut guard = self.state_keys.write().map_err(|_| Error::internal("state key cache poisoned"))?;
+        let mut batch = Batch::new();
+        let mut new_keys = Vec::new();
+        let mut shorts = Vec::with_capacity(keys.len());
+        for key in keys {
+            let short = match guard.get(key) {
+                Some(short) => *short,
+                None => match STATEKEY_SHORT.get(&self.db, key)? {
+                    Some(short) => short,
+                    None => {
+                        let short = self.db.next_id("short_statekey")?;
+                        STATEKEY_SHORT.put(&mut batch, key, &short)?;
+                        SHORT_STATEKEY.put(&mut batch, &short, key)?;
+                        new_keys.push((key.clone(), short));
+                        short
+                    }
+                },
+            };
+            guard.insert(key.clone(), short);
+            shorts.push(short);
+        }
+        if !new_keys.is_empty() {
+            if let Err(error) = self.db.write(batch) {
+                // Nothing was written: forget the ids handed out above.
+                for (key, _) in &new_keys {
+                    guard.remove(key);
+                }
+                return Err(error.into());
+            }
+        }
+        drop(guard);
+        if let Ok(mut by_id) = self.state_keys_by_id.write() {
+            for (key, short) in new_keys {
+                by_id.insert(short, key);
+            }
+        }
+        Ok(shorts)
+    }
+
     pub fn state_key_of(&self, short: u64) -> Result<StateKey> {
         if let Some(key) = self.state_keys_by_id.read().ok().and_then(|m| m.get(&short).cloned()) {
             return Ok(key);
