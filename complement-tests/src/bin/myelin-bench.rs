@@ -4,7 +4,15 @@
 //! myelin-bench --url http://127.0.0.1:8008 --shared-secret S send [--messages N] [--warmup W]
 //! myelin-bench --url http://127.0.0.1:8008 --open-registration fanout [--clients C] [--messages M]
 //!              [--interval-ms MS] [--json out.json] [--smoke]
+//! myelin-bench --shared-secret S federation-join --home URL --away URL [--state-events 20000]
+//!              [--concurrency 4] [--home-pid PID] [--away-pid PID]
+//! myelin-bench --shared-secret S federation-send --home URL --away URL [-n 3000] [--concurrency 4]
 //! ```
+//!
+//! The federation scenarios talk to two servers that federate with each
+//! other (`bench/run-federation.sh` starts them); `--shared-secret` and
+//! `--open-registration` apply to both, unless `--away-shared-secret` gives
+//! the away server its own secret.
 //!
 //! Setup (accounts, rooms, joins, initial syncs) is never timed. Results go
 //! to stdout as a table and, with `--json`, to a file. Exit status: 0 when
@@ -19,6 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use complement_tests::bench::fanout::{self, FanoutParams};
+use complement_tests::bench::federation::{self, FedSendParams, JoinParams, Server};
 use complement_tests::bench::http::Api;
 use complement_tests::bench::send::{self, SendParams};
 use complement_tests::bench::setup::Registration;
@@ -57,7 +66,8 @@ struct Cli {
     #[arg(long, global = true, value_name = "PID")]
     server_pid: Option<u32>,
 
-    /// Tiny sizes for CI (send: N=50; fanout: C=5, M=10); explicit sizes win.
+    /// Tiny sizes for CI (send: N=50; fanout: C=5, M=10; federation-join: S=200;
+    /// federation-send: N=100); explicit sizes win.
     #[arg(long, global = true)]
     smoke: bool,
 
@@ -72,6 +82,70 @@ enum Scenario {
     /// S4-lite: C long-polling receivers, M messages at a fixed interval;
     /// send-to-delivery latency.
     Fanout(FanoutArgs),
+    /// Two servers: a room with S state events on home, joined from away;
+    /// wall time of the join request.
+    FederationJoin(FederationJoinArgs),
+    /// Two servers: N messages sent on home as fast as it accepts them,
+    /// received by a /sync on away; home's send rate and away's arrival rate.
+    FederationSend(FederationSendArgs),
+}
+
+#[derive(Args, Debug)]
+struct PeerArgs {
+    /// Client API base URL of the server holding the room.
+    #[arg(long)]
+    home: String,
+    /// Client API base URL of the server that joins over federation.
+    #[arg(long)]
+    away: String,
+    /// PID of the home server (CPU time, memory).
+    #[arg(long, value_name = "PID")]
+    home_pid: Option<u32>,
+    /// PID of the away server (CPU time, memory).
+    #[arg(long, value_name = "PID")]
+    away_pid: Option<u32>,
+    /// Registration shared secret of the away server, when it differs from
+    /// --shared-secret.
+    #[arg(long, hide_env_values = true, env = "MYELIN_BENCH_AWAY_SHARED_SECRET")]
+    away_shared_secret: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct FederationJoinArgs {
+    #[command(flatten)]
+    peers: PeerArgs,
+    /// Custom state events put in the room before the join [default: 20000, smoke 200].
+    #[arg(long, short = 's')]
+    state_events: Option<usize>,
+    /// Connections putting them.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Room version of the room [default: the home server's default].
+    #[arg(long)]
+    room_version: Option<String>,
+    /// Client-side timeout of the join request, in seconds.
+    #[arg(long, default_value_t = 600)]
+    join_timeout_secs: u64,
+}
+
+#[derive(Args, Debug)]
+struct FederationSendArgs {
+    #[command(flatten)]
+    peers: PeerArgs,
+    /// Messages sent on home [default: 3000, smoke 100].
+    #[arg(long, short = 'n')]
+    messages: Option<usize>,
+    /// Connections sending them.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// How long to wait on away for missing messages after the last send, in seconds.
+    #[arg(long, default_value_t = 60)]
+    grace_secs: u64,
+    /// Stop away (SIGSTOP, needs --away-pid) while home accepts the messages,
+    /// then continue it: away's arrival rate is then its intake rate of a
+    /// backlog, whatever home's send rate.
+    #[arg(long)]
+    pause_away: bool,
 }
 
 #[derive(Args, Debug)]
@@ -128,7 +202,6 @@ async fn main() -> ExitCode {
 
 /// Runs the chosen scenario; `Ok(healthy)`.
 async fn run(cli: Cli) -> anyhow::Result<bool> {
-    let url = cli.url.clone().context("--url is required")?;
     let registration = match (&cli.shared_secret, cli.open_registration) {
         (Some(secret), false) => Registration::SharedSecret(secret.clone()),
         (None, true) => Registration::Open,
@@ -139,7 +212,60 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         .map(|d| d.as_secs())
         .unwrap_or_default();
 
+    let needs_url = || cli.url.clone().context("--url is required");
+    let peers = |peers: &PeerArgs| -> anyhow::Result<(Server, Server)> {
+        let away_registration = match &peers.away_shared_secret {
+            Some(secret) => Registration::SharedSecret(secret.clone()),
+            None => registration.clone(),
+        };
+        Ok((
+            Server {
+                api: Api::new(&peers.home, 32)?,
+                registration: registration.clone(),
+                pid: peers.home_pid,
+            },
+            Server {
+                api: Api::new(&peers.away, 32)?,
+                registration: away_registration,
+                pid: peers.away_pid,
+            },
+        ))
+    };
+    let url = match &cli.scenario {
+        Scenario::FederationJoin(FederationJoinArgs { peers, .. })
+        | Scenario::FederationSend(FederationSendArgs { peers, .. }) => {
+            format!("home {} away {}", peers.home, peers.away)
+        }
+        _ => needs_url()?,
+    };
+
     let (healthy, result): (bool, Value) = match &cli.scenario {
+        Scenario::FederationJoin(args) => {
+            let (home, away) = peers(&args.peers)?;
+            let params = JoinParams {
+                state_events: size(args.state_events, cli.smoke, 200, 20_000),
+                concurrency: args.concurrency.max(1),
+                room_version: args.room_version.clone(),
+                join_timeout: Duration::from_secs(args.join_timeout_secs),
+            };
+            println!("myelin-bench federation-join: {url}");
+            let report = federation::run_join(&home, &away, params).await?;
+            print!("{}", report.render());
+            (report.healthy(), report.to_json())
+        }
+        Scenario::FederationSend(args) => {
+            let (home, away) = peers(&args.peers)?;
+            let params = FedSendParams {
+                messages: size(args.messages, cli.smoke, 100, 3000),
+                concurrency: args.concurrency.max(1),
+                grace: Duration::from_secs(args.grace_secs),
+                pause_away: args.pause_away,
+            };
+            println!("myelin-bench federation-send: {url}");
+            let report = federation::run_send(&home, &away, params).await?;
+            print!("{}", report.render());
+            (report.healthy(), report.to_json())
+        }
         Scenario::Send(args) => {
             let params = SendParams {
                 messages: size(args.messages, cli.smoke, 50, 3000),
