@@ -348,10 +348,17 @@ async fn a_kill_during_an_upload_leaves_nothing_half_written() {
         slow_post.chunk(&[2u8; 16 * 1024]).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // Both uploads stream into temporary files, and bytes reach the disk as they come.
     let tmp = media_dir(&server).join("tmp");
-    let in_flight = files_under(&tmp);
-    assert_eq!(in_flight.len(), 2, "both uploads are streaming to temporary files: {in_flight:?}");
-    assert!(in_flight.iter().all(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0) > 0), "bytes reach the disk as they come");
+    let streaming = || {
+        let in_flight = files_under(&tmp);
+        in_flight.len() == 2 && in_flight.iter().all(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0) > 0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !streaming() {
+        assert!(std::time::Instant::now() < deadline, "not streaming to temporary files: {:?}", files_under(&tmp));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     server.kill().await;
     drop((slow_put, slow_post));
