@@ -1,6 +1,7 @@
 //! The admin HTTP API, on Synapse's paths and shapes so existing tooling
 //! (`register_new_matrix_user`, synapse-admin) works against Myelin.
 
+mod media;
 mod register;
 mod reports;
 mod users;
@@ -20,6 +21,19 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .route("/_synapse/admin/v1/event_reports", get(reports::list_event_reports_route))
         .route("/_synapse/admin/v1/event_reports/{id}", get(reports::get_report_route).delete(reports::delete_report_route))
         .route("/_synapse/admin/v1/room_reports", get(reports::list_room_reports_route))
+        .route("/_synapse/admin/v1/media/quarantine/{server_name}/{media_id}", post(media::quarantine_media_route))
+        .route("/_synapse/admin/v1/media/unquarantine/{server_name}/{media_id}", post(media::unquarantine_media_route))
+        .route("/_synapse/admin/v1/room/{room_id}/media/quarantine", post(media::quarantine_room_media_route))
+        .route("/_synapse/admin/v1/quarantine_media/{room_id}", post(media::quarantine_room_media_route))
+        .route("/_synapse/admin/v1/user/{user_id}/media/quarantine", post(media::quarantine_user_media_route))
+        .route("/_synapse/admin/v1/media/protect/{media_id}", post(media::protect_media_route))
+        .route("/_synapse/admin/v1/media/unprotect/{media_id}", post(media::unprotect_media_route))
+        .route("/_synapse/admin/v1/users/{user_id}/media", get(media::list_user_media_route).delete(media::delete_user_media_route))
+        .route("/_synapse/admin/v1/room/{room_id}/media", get(media::list_room_media_route))
+        .route("/_synapse/admin/v1/media/{server_name}/{media_id}", get(media::get_media_info_route).delete(media::delete_media_route))
+        .route("/_synapse/admin/v1/media/delete", post(media::purge_local_media_route))
+        .route("/_synapse/admin/v1/media/{server_name}/delete", post(media::purge_local_media_on_route))
+        .route("/_synapse/admin/v1/purge_media_cache", post(media::purge_media_cache_route))
 }
 
 /// `GET /_synapse/admin/v1/server_version`. Synapse serves it without authentication.

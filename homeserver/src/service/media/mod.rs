@@ -6,6 +6,7 @@
 //! table. Metadata is committed only after its file is durable, so no record ever names a
 //! missing or partial file.
 
+pub mod admin;
 pub mod multipart;
 pub mod store;
 
@@ -26,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use self::{
     multipart::{FilePart, MultipartReader},
-    store::{FileStore, StoredFile},
+    store::{FileStore, Placed, StoredFile},
 };
 use crate::{
     error::{Error, Result},
@@ -34,7 +35,7 @@ use crate::{
     util::now_millis,
 };
 
-pub const TABLES: &[&str] = &["servername_mediaid_media", "userid_mediaid_pendingmedia"];
+pub const TABLES: &[&str] = &["servername_mediaid_media", "userid_mediaid_pendingmedia", admin::TABLES[0]];
 
 /// Every media item we hold, local or cached from another server.
 const MEDIA: Table<(String, String), MediaRecord> = Table::new("servername_mediaid_media");
@@ -122,13 +123,13 @@ impl Media {
         filename: Option<String>,
         body: impl Stream<Item = Result<Bytes>>,
     ) -> Result<OwnedMxcUri> {
-        let file = self.store.write(body, self.max_upload_bytes).await?;
+        let placed = self.store.write_held(body, self.max_upload_bytes).await?;
         let media_id = new_media_id();
         let record = MediaRecord {
             uploader: Some(uploader.to_string()),
             content_type,
             filename,
-            file: Some(file),
+            file: Some(placed.file.clone()),
             created_ms: now_millis(),
             expires_ms: None,
         };
@@ -203,8 +204,8 @@ impl Media {
             return Err(Error::not_found("This media ID has expired"));
         }
         let _claim = UploadClaim::take(&self.uploading, media_id)?;
-        let file = self.store.write(body, self.max_upload_bytes).await?;
-        let record = MediaRecord { content_type, filename, file: Some(file), expires_ms: None, ..record };
+        let placed = self.store.write_held(body, self.max_upload_bytes).await?;
+        let record = MediaRecord { content_type, filename, file: Some(placed.file.clone()), expires_ms: None, ..record };
         let mut batch = Batch::new();
         MEDIA.put(&mut batch, &key, &record)?;
         PENDING.delete(&mut batch, &(uploader.to_string(), media_id.to_owned()));
@@ -224,7 +225,7 @@ impl Media {
             let (record, file) = self.wait_for_content(server, media_id, wait).await?;
             return self.open(record, file).await;
         }
-        if let Some(record) = MEDIA.get(&self.db, &(server.to_string(), media_id.to_owned()))?
+        if let Some(record) = self.servable(&(server.to_string(), media_id.to_owned()))?
             && let Some(file) = record.file.clone()
         {
             return self.open(record, file).await;
@@ -250,7 +251,7 @@ impl Media {
         if !is_valid_media_id(media_id) {
             return Err(unknown_media());
         }
-        let record = MEDIA.get(&self.db, &(server.to_string(), media_id.to_owned()))?.ok_or_else(unknown_media)?;
+        let record = self.servable(&(server.to_string(), media_id.to_owned()))?.ok_or_else(unknown_media)?;
         match record.file.clone() {
             Some(file) if record.created_ms < before => self.open(record, file).await,
             _ => Err(unknown_media()),
@@ -267,7 +268,7 @@ impl Media {
             let notified = self.uploaded.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            let record = MEDIA.get(&self.db, &key)?.ok_or_else(unknown_media)?;
+            let record = self.servable(&key)?.ok_or_else(unknown_media)?;
             if let Some(file) = record.file.clone() {
                 return Ok((record, file));
             }
@@ -300,7 +301,7 @@ impl Media {
         }
         let timeout_ms = wait.min(MAX_WAIT).as_millis();
         let path = format!("/_matrix/federation/v1/media/download/{media_id}?timeout_ms={timeout_ms}");
-        let (content_type, disposition, file) = match self.federation.get_signed_streaming(server, &path, REMOTE_FETCH_TIMEOUT).await {
+        let (content_type, disposition, placed) = match self.federation.get_signed_streaming(server, &path, REMOTE_FETCH_TIMEOUT).await {
             Ok(response) => self.store_multipart(server, response).await?,
             // Servers from before authenticated media (Matrix 1.11) only have the old path.
             Err(e) if e.errcode() == "M_UNRECOGNIZED" => {
@@ -314,14 +315,14 @@ impl Media {
             uploader: None,
             content_type,
             filename: disposition.as_deref().and_then(filename_of_disposition),
-            file: Some(file.clone()),
+            file: Some(placed.file.clone()),
             created_ms: now_millis(),
             expires_ms: None,
         };
         let mut batch = Batch::new();
         MEDIA.put(&mut batch, &(server.to_string(), media_id.to_owned()), &record)?;
         self.db.write_async(batch).await?;
-        Ok((record, file))
+        Ok((record, placed.file.clone()))
     }
 
     /// Stores the file of a federation media answer (`multipart/mixed`), following a
@@ -330,7 +331,7 @@ impl Media {
         &self,
         server: &ServerName,
         mut response: reqwest::Response,
-    ) -> Result<(Option<String>, Option<String>, StoredFile)> {
+    ) -> Result<(Option<String>, Option<String>, Placed)> {
         let boundary = header(&response, http::header::CONTENT_TYPE)
             .as_deref()
             .and_then(multipart::boundary_of)
@@ -357,7 +358,7 @@ impl Media {
     }
 
     /// Stores a plain answer's body as the file (a `Location` target, the legacy path).
-    async fn store_plain(&self, server: &ServerName, response: reqwest::Response) -> Result<(Option<String>, Option<String>, StoredFile)> {
+    async fn store_plain(&self, server: &ServerName, response: reqwest::Response) -> Result<(Option<String>, Option<String>, Placed)> {
         let content_type = header(&response, http::header::CONTENT_TYPE);
         let disposition = header(&response, http::header::CONTENT_DISPOSITION);
         let file = self.store_remote_body(server, response_chunks(server, response)).await?;
@@ -365,8 +366,8 @@ impl Media {
     }
 
     /// Writes a remote file, capped at `media.max_upload_bytes` (502 `M_TOO_LARGE` beyond).
-    async fn store_remote_body(&self, server: &ServerName, body: impl Stream<Item = Result<Bytes>>) -> Result<StoredFile> {
-        self.store.write(body, self.max_upload_bytes).await.map_err(|e| match e.errcode().as_str() {
+    async fn store_remote_body(&self, server: &ServerName, body: impl Stream<Item = Result<Bytes>>) -> Result<Placed> {
+        self.store.write_held(body, self.max_upload_bytes).await.map_err(|e| match e.errcode().as_str() {
             "M_TOO_LARGE" => Error::matrix(
                 StatusCode::BAD_GATEWAY,
                 ErrorKind::TooLarge,

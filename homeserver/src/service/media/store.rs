@@ -10,6 +10,7 @@
 use std::{
     io,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use bytes::Bytes;
@@ -31,6 +32,38 @@ pub struct StoredFile {
 pub struct FileStore {
     root: PathBuf,
     tmp: PathBuf,
+    /// Files are shared by every record with the same content, so a file may be removed only
+    /// when no record names it. Placing a file and committing the record that names it happen
+    /// under a read guard ([`Placed`]); deciding that a file is unreferenced and removing it
+    /// happen under the write guard ([`Removal`]). So a removal can never fall between an
+    /// upload finding its bytes already on disk and its record committing.
+    references: Arc<tokio::sync::RwLock<()>>,
+}
+
+/// A file at its content address, held there until the record naming it is committed: drop
+/// it after the commit.
+pub struct Placed {
+    pub file: StoredFile,
+    _held: tokio::sync::OwnedRwLockReadGuard<()>,
+}
+
+/// Exclusive permission to remove unreferenced files; while it lives no file is placed.
+pub struct Removal<'a> {
+    store: &'a FileStore,
+    _exclusive: tokio::sync::RwLockWriteGuard<'a, ()>,
+}
+
+impl Removal<'_> {
+    /// Removes the file with this content hash. The caller has committed the deletion of
+    /// every record naming it and checked, under this guard, that no record names it any
+    /// more. A file already gone is not an error.
+    pub async fn remove(&self, sha256: &str) -> Result<()> {
+        match tokio::fs::remove_file(self.store.path_of(sha256)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("cannot remove a media file", e)),
+        }
+    }
 }
 
 impl FileStore {
@@ -49,7 +82,7 @@ impl FileStore {
         if removed > 0 {
             tracing::info!(removed, "removed the temporary files of interrupted media writes");
         }
-        Ok(Self { root: root.to_owned(), tmp })
+        Ok(Self { root: root.to_owned(), tmp, references: Arc::default() })
     }
 
     /// The directory of temporary files (tests look into it).
@@ -63,10 +96,12 @@ impl FileStore {
         self.root.join(a).join(b).join(sha256)
     }
 
-    /// Streams `body` to disk and returns its address once it is durable. More than `limit`
-    /// bytes is 413 `M_TOO_LARGE` as soon as the limit is passed; on any failure, and when the
-    /// caller stops polling (a client that disconnects), the temporary file is removed.
-    pub async fn write<S>(&self, body: S, limit: u64) -> Result<StoredFile>
+    /// Streams `body` to disk and returns its address once it is durable, held in place until
+    /// the returned guard is dropped: commit the record naming the file first. More than
+    /// `limit` bytes is 413 `M_TOO_LARGE` as soon as the limit is passed; on any failure, and
+    /// when the caller stops polling (a client that disconnects), the temporary file is
+    /// removed.
+    pub async fn write_held<S>(&self, body: S, limit: u64) -> Result<Placed>
     where
         S: Stream<Item = Result<Bytes>>,
     {
@@ -100,11 +135,28 @@ impl FileStore {
         let sha256 = hex::encode(hasher.finalize());
         let destination = self.path_of(&sha256);
         let root = self.root.clone();
+        // Only the rename and the record's commit are held, never the streaming.
+        let held = self.references.clone().read_owned().await;
         tokio::task::spawn_blocking(move || place(temp, &destination, &root))
             .await
             .map_err(|e| Error::internal(format!("media write task failed: {e}")))?
             .map_err(|e| io_error("cannot store a media file", e))?;
-        Ok(StoredFile { sha256, size })
+        Ok(Placed { file: StoredFile { sha256, size }, _held: held })
+    }
+
+    /// [`FileStore::write_held`] for a file no record will name until later: nothing keeps it
+    /// from a concurrent removal in between, so prefer `write_held` whenever a record follows.
+    pub async fn write<S>(&self, body: S, limit: u64) -> Result<StoredFile>
+    where
+        S: Stream<Item = Result<Bytes>>,
+    {
+        Ok(self.write_held(body, limit).await?.file)
+    }
+
+    /// Waits for the files being placed to have their records committed, then keeps new ones
+    /// out until the guard is dropped.
+    pub async fn removal(&self) -> Removal<'_> {
+        Removal { store: self, _exclusive: self.references.write().await }
     }
 
     /// Opens a stored file for reading; `None` if it is not on disk.
