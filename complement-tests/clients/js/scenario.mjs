@@ -11,11 +11,15 @@
 // Finally alice edits, reacts and starts a thread, and bob's SDK must apply
 // the server's bundled edit and read the reaction and the thread back.
 //
+// `node scenario.mjs cross` is the matrix-js-sdk half of the scenario where one
+// user runs matrix-js-sdk and the other matrix-nio (python/scenario.py cross),
+// see `crossMain`.
+//
 // Exit 0 and a one-line JSON summary on stdout on success; on any failure or
 // timeout, exit 1 with the reason (and the last HTTP exchanges) on stderr.
 // Run by complement-tests/tests/it/other_clients.rs; crypto is not used.
 
-import { ClientEvent, Direction, RoomEvent, RoomMemberEvent, createClient } from "matrix-js-sdk";
+import { ClientEvent, Direction, MatrixEventEvent, ReceiptType, RoomEvent, RoomMemberEvent, createClient } from "matrix-js-sdk";
 import { createRequire } from "node:module";
 import { logger } from "matrix-js-sdk/lib/logger.js";
 
@@ -375,7 +379,196 @@ async function main() {
     process.stdout.write(`${JSON.stringify(summary)}\n`);
 }
 
-main().then(
+/** A promise with its resolver, for things a listener learns. */
+function deferred() {
+    let resolve;
+    const promise = new Promise((r) => {
+        resolve = r;
+    });
+    return { promise, resolve };
+}
+
+/** The content field that marks the cross scenario's coordination messages. */
+const CROSS_MARKER = "org.myelin.cross";
+/** What the peer must show through this client's sync loop, with how it is recognised. */
+const CROSS_FEATURES = {
+    message: "the peer's text message (m.room.message in the live timeline)",
+    edit: "the peer's edit of its message (m.replace, the SDK showing the replaced content)",
+    reply: "the peer's reply to this client's message (m.relates_to.m.in_reply_to)",
+    reaction: "the peer's reaction to this client's message (m.reaction, m.annotation)",
+    "read receipt": "the peer's m.read receipt on this client's message (m.receipt ephemeral event)",
+    typing: "the peer typing (m.typing listing the peer)",
+    "typing stop": "the peer no longer typing (m.typing without the peer)",
+};
+
+function requiredEnv(name) {
+    const value = process.env[name];
+    if (!value) fail(`${name} is not set (the cross scenario is run by other_clients.rs)`);
+    return value;
+}
+
+// `node scenario.mjs cross`: this client is one of the two users of a room the
+// test prepared (CROSS_ROOM, both joined); the other one runs matrix-nio at the
+// same time. Both run their library's sync loop, coordinate through marker
+// messages in the room (`ready`, `typing-seen`), and must each see every one of
+// CROSS_FEATURES from the other live, through the sync loop.
+async function crossMain() {
+    const username = requiredEnv("CROSS_USERNAME");
+    const password = requiredEnv("CROSS_PASSWORD");
+    const peerId = requiredEnv("CROSS_PEER");
+    const roomId = requiredEnv("CROSS_ROOM");
+    const peerName = process.env.CROSS_PEER_CLIENT ?? "the peer";
+    const deadlineMs = Number(process.env.CROSS_STEP_DEADLINE_MS ?? 60_000);
+
+    const me = await login("js", username, password);
+    const myId = me.getUserId();
+    const seen = new Map(); // feature -> when (ms since start)
+    const featureSeen = Object.fromEntries(Object.keys(CROSS_FEATURES).map((f) => [f, deferred()]));
+    const observe = (feature, detail) => {
+        if (seen.has(feature)) return;
+        seen.set(feature, Date.now() - started);
+        step(`js saw ${peerName}'s ${feature}${detail ? `: ${detail}` : ""}`);
+        featureSeen[feature].resolve();
+    };
+    const peerReady = deferred();
+    const typingAcked = deferred();
+    const mySent = deferred(); // my message's event ID, once the send returned
+    let peerMessageEvent = null;
+    let peerMessageBody = null;
+    let sawPeerTyping = false;
+    let ackSent = false;
+
+    const onPeerEvent = async (event, room) => {
+        const content = event.getWireContent();
+        const marker = content[CROSS_MARKER];
+        if (marker === "ready") peerReady.resolve();
+        if (marker === "typing-seen" && content.about === myId) typingAcked.resolve();
+        if (marker === "message") {
+            peerMessageEvent = event;
+            peerMessageBody = content.body;
+            observe("message", JSON.stringify(content.body));
+        }
+        const relation = content["m.relates_to"];
+        if (!relation) return;
+        if (relation.rel_type === "m.replace" && relation.event_id === peerMessageEvent?.getId()) {
+            const newBody = content["m.new_content"]?.body;
+            if (!newBody || newBody === peerMessageBody) return;
+            // The SDK applies the edit to the original event it holds.
+            const original = room.findEventById(relation.event_id);
+            if (!original) fail(`js: the edited event ${relation.event_id} is not in the SDK's room`);
+            if (original.getContent().body !== newBody) {
+                await withTimeout(
+                    new Promise((resolve) => {
+                        const onReplaced = () => {
+                            if (original.getContent().body === newBody) resolve();
+                        };
+                        original.on(MatrixEventEvent.Replaced, onReplaced);
+                        onReplaced();
+                    }),
+                    deadlineMs,
+                    `the SDK to show ${peerName}'s edit on ${relation.event_id}`,
+                );
+            }
+            observe("edit", `the SDK shows ${JSON.stringify(original.getContent().body)}`);
+            return;
+        }
+        const mine = await mySent.promise;
+        if (relation["m.in_reply_to"]?.event_id === mine) observe("reply", JSON.stringify(content.body));
+        if (event.getType() === "m.reaction" && relation.rel_type === "m.annotation" && relation.event_id === mine) {
+            observe("reaction", relation.key);
+        }
+    };
+    me.on(RoomEvent.Timeline, (event, room, toStartOfTimeline) => {
+        if (toStartOfTimeline || room?.roomId !== roomId || event.getSender() !== peerId) return;
+        onPeerEvent(event, room).catch((error) => fail(`js: handling ${peerName}'s ${event.getType()}`, error));
+    });
+    me.on(RoomEvent.Receipt, (event, room) => {
+        if (room.roomId !== roomId) return;
+        const content = event.getContent();
+        mySent.promise.then((mine) => {
+            if (content[mine]?.[ReceiptType.Read]?.[peerId]) observe("read receipt", `on ${mine}`);
+        });
+    });
+    me.on(RoomMemberEvent.Typing, (event, member) => {
+        if (member.roomId !== roomId || member.userId !== peerId) return;
+        const listed = event.getContent().user_ids?.includes(peerId);
+        if (member.typing && listed) {
+            sawPeerTyping = true;
+            observe("typing");
+            if (!ackSent) {
+                ackSent = true;
+                me.sendEvent(roomId, "m.room.message", {
+                    msgtype: "m.notice",
+                    body: `js saw ${peerId} typing`,
+                    [CROSS_MARKER]: "typing-seen",
+                    about: peerId,
+                }).catch((error) => fail("js: sending the typing-seen marker", error));
+            }
+        } else if (!member.typing && !listed && sawPeerTyping) {
+            observe("typing stop");
+        }
+    });
+
+    step("js: starting the sync loop");
+    await startAndWaitPrepared(me, "js");
+    const room = me.getRoom(roomId);
+    if (room?.getMyMembership() !== "join") throw new Error(`js: the initial sync does not show ${roomId} as joined`);
+    // The peer's `ready` may already be in the initial sync's timeline.
+    if (room.getLiveTimeline().getEvents().some((e) => e.getSender() === peerId && e.getWireContent()[CROSS_MARKER] === "ready")) {
+        peerReady.resolve();
+    }
+    await me.sendEvent(roomId, "m.room.message", { msgtype: "m.notice", body: "js is syncing", [CROSS_MARKER]: "ready" });
+    await withTimeout(peerReady.promise, deadlineMs, `${peerName}'s ready marker (its sync loop running)`);
+
+    step("js: both sync loops run; sending a message");
+    const myBody = `hello from matrix-js-sdk ${Date.now().toString(36)}`;
+    const { event_id: mine } = await me.sendEvent(roomId, "m.room.message", { msgtype: "m.text", body: myBody, [CROSS_MARKER]: "message" });
+    mySent.resolve(mine);
+    await withTimeout(featureSeen.message.promise, deadlineMs, `${peerName}'s message (feature "message")`);
+
+    step("js: editing its message, replying to and reacting to the peer's, sending a read receipt, typing");
+    await me.sendEvent(roomId, "m.room.message", {
+        msgtype: "m.text",
+        body: `* ${myBody} (edited by js)`,
+        "m.new_content": { msgtype: "m.text", body: `${myBody} (edited by js)` },
+        "m.relates_to": { rel_type: "m.replace", event_id: mine },
+    });
+    await me.sendEvent(roomId, "m.room.message", {
+        msgtype: "m.text",
+        body: "js replies",
+        "m.relates_to": { "m.in_reply_to": { event_id: peerMessageEvent.getId() } },
+    });
+    await me.sendEvent(roomId, "m.reaction", {
+        "m.relates_to": { rel_type: "m.annotation", event_id: peerMessageEvent.getId(), key: "👍 js" },
+    });
+    await me.sendReceipt(peerMessageEvent, ReceiptType.Read);
+    await me.sendTyping(roomId, true, 2 * deadlineMs);
+    await withTimeout(typingAcked.promise, deadlineMs, `${peerName}'s typing-seen marker (it never saw js typing)`);
+    await me.sendTyping(roomId, false, 0);
+
+    const everything = Promise.all(Object.values(featureSeen).map((d) => d.promise));
+    await withTimeout(everything, deadlineMs, "every feature").catch(() => {
+        const missing = Object.keys(CROSS_FEATURES).filter((f) => !seen.has(f));
+        throw new Error(
+            `js (matrix-js-sdk) did not see from ${peerName} through its sync loop within ${deadlineMs} ms: ` +
+                missing.map((f) => `${f} [${CROSS_FEATURES[f]}]`).join("; "),
+        );
+    });
+    me.stopClient();
+    clearTimeout(overall);
+    const summary = {
+        client: "matrix-js-sdk",
+        mode: "cross",
+        version: createRequire(import.meta.url)("matrix-js-sdk/package.json").version,
+        ok: true,
+        seen: Object.fromEntries(seen),
+        http_requests: httpLog.length,
+        elapsed_ms: Date.now() - started,
+    };
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+}
+
+(process.argv[2] === "cross" ? crossMain() : main()).then(
     () => process.exit(0),
     (error) => fail(error?.message ?? String(error), error),
 );

@@ -12,6 +12,9 @@ messages, bob's `RoomMessageText` callback must see all five, in order, within
 MESSAGE_DEADLINE seconds; bob then paginates back with `room_messages` (from
 his sync token to the room's creation) and finds them again; both log out.
 
+`scenario.py cross` is the matrix-nio half of the scenario where one user runs
+matrix-nio and the other matrix-js-sdk (js/scenario.mjs cross), see `cross_main`.
+
 Exit 0 and a one-line JSON summary on stdout on success; on any failure or
 timeout, exit 1 with the reason (and the last HTTP exchanges) on stderr.
 Run by complement-tests/tests/it/other_clients.rs; no end-to-end encryption.
@@ -48,8 +51,12 @@ from nio import (
     RoomMessageText,
     RoomPreset,
     RoomSendResponse,
+    RoomTypingResponse,
+    TypingNoticeEvent,
+    UpdateReceiptMarkerResponse,
     UploadFilterResponse,
 )
+from nio.events import Event, ReceiptEvent
 
 BASE_URL = os.environ.get("MYELIN_URL", "")
 MESSAGE_DEADLINE = 15.0
@@ -375,9 +382,203 @@ async def stop_syncs(clients: list[AsyncClient], tasks: list[asyncio.Task]) -> N
     tasks.clear()
 
 
-def run() -> int:
+# The content field that marks the cross scenario's coordination messages.
+CROSS_MARKER = "org.myelin.cross"
+# What the peer must show through this client's sync loop, with how it is recognised.
+CROSS_FEATURES = {
+    "message": "the peer's text message (m.room.message in the sync timeline)",
+    "edit": "the peer's edit of its message (m.replace with m.new_content)",
+    "reply": "the peer's reply to this client's message (m.relates_to.m.in_reply_to)",
+    "reaction": "the peer's reaction to this client's message (m.reaction, m.annotation)",
+    "read receipt": "the peer's m.read receipt on this client's message (m.receipt ephemeral event)",
+    "typing": "the peer typing (m.typing listing the peer)",
+    "typing stop": "the peer no longer typing (m.typing without the peer)",
+}
+
+
+def required_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise ScenarioError(f"{name} is not set (the cross scenario is run by other_clients.rs)")
+    return value
+
+
+async def cross_main() -> dict:
+    """`scenario.py cross`: this client is one of the two users of a room the test
+    prepared (CROSS_ROOM, both joined); the other one runs matrix-js-sdk at the same
+    time. Both run their library's sync loop, coordinate through marker messages in
+    the room (`ready`, `typing-seen`), and must each see every one of CROSS_FEATURES
+    from the other live, through the sync loop."""
+    if not BASE_URL:
+        raise ScenarioError("MYELIN_URL is not set (the homeserver's base URL)")
+    username, password = required_env("CROSS_USERNAME"), required_env("CROSS_PASSWORD")
+    peer_id, room_id = required_env("CROSS_PEER"), required_env("CROSS_ROOM")
+    peer_name = os.environ.get("CROSS_PEER_CLIENT", "the peer")
+    deadline = float(os.environ.get("CROSS_STEP_DEADLINE_SECS", "60"))
+
+    me = await login("nio", username, password)
+    tasks: list[asyncio.Task] = []
+    loop = asyncio.get_running_loop()
+    seen: dict[str, int] = {}  # feature -> when (ms since start)
+    feature_seen = {feature: loop.create_future() for feature in CROSS_FEATURES}
+    peer_ready = loop.create_future()
+    typing_acked = loop.create_future()
+    my_message_id: str | None = None  # known once the send returned
+    # Checks of peer events against my message's ID that came before the ID did.
+    # (Callbacks must not wait for it: they run inside nio's sync loop.)
+    waiting_for_my_message: list = []
+    peer_message: dict = {}
+    saw_peer_typing = False
+    ack_sent = False
+
+    def about_my_message(check) -> None:
+        if my_message_id is None:
+            waiting_for_my_message.append(check)
+        else:
+            check(my_message_id)
+
+    def observe(feature: str, detail: str = "") -> None:
+        if feature in seen:
+            return
+        seen[feature] = int((time.monotonic() - STARTED) * 1000)
+        step(f"nio saw {peer_name}'s {feature}{': ' + detail if detail else ''}")
+        feature_seen[feature].set_result(None)
+
+    async def send(event_type: str, content: dict, what: str) -> str:
+        return expect(await me.room_send(room_id, event_type, content), RoomSendResponse, what).event_id
+
+    async def on_event(room, event: Event) -> None:
+        if room.room_id != room_id or event.sender != peer_id:
+            return
+        content = event.source.get("content", {})
+        marker = content.get(CROSS_MARKER)
+        if marker == "ready" and not peer_ready.done():
+            peer_ready.set_result(None)
+        if marker == "typing-seen" and content.get("about") == me.user_id and not typing_acked.done():
+            typing_acked.set_result(None)
+        if marker == "message":
+            peer_message.update(event_id=event.event_id, body=content.get("body"))
+            observe("message", repr(content.get("body")))
+        relation = content.get("m.relates_to")
+        if not isinstance(relation, dict):
+            return
+        if relation.get("rel_type") == "m.replace" and relation.get("event_id") == peer_message.get("event_id"):
+            new_body = (content.get("m.new_content") or {}).get("body")
+            if new_body and new_body != peer_message.get("body"):
+                observe("edit", f"m.new_content.body {new_body!r}")
+            return
+
+        def check(mine: str) -> None:
+            if (relation.get("m.in_reply_to") or {}).get("event_id") == mine:
+                observe("reply", repr(content.get("body")))
+            if event.source.get("type") == "m.reaction" and relation.get("rel_type") == "m.annotation" and relation.get("event_id") == mine:
+                observe("reaction", repr(relation.get("key")))
+
+        about_my_message(check)
+
+    async def on_receipt(room, event: ReceiptEvent) -> None:
+        if room.room_id != room_id:
+            return
+
+        def check(mine: str) -> None:
+            for receipt in event.receipts:
+                if receipt.user_id == peer_id and receipt.receipt_type == "m.read" and receipt.event_id == mine:
+                    observe("read receipt", f"on {mine}")
+
+        about_my_message(check)
+
+    async def on_typing(room, event: TypingNoticeEvent) -> None:
+        nonlocal saw_peer_typing, ack_sent
+        if room.room_id != room_id:
+            return
+        if peer_id in event.users:
+            saw_peer_typing = True
+            observe("typing")
+            if not ack_sent:
+                ack_sent = True
+                await send(
+                    "m.room.message",
+                    {"msgtype": "m.notice", "body": f"nio saw {peer_id} typing", CROSS_MARKER: "typing-seen", "about": peer_id},
+                    "the typing-seen marker",
+                )
+        elif saw_peer_typing:
+            observe("typing stop")
+
+    me.add_event_callback(on_event, Event)
+    me.add_ephemeral_callback(on_receipt, ReceiptEvent)
+    me.add_ephemeral_callback(on_typing, TypingNoticeEvent)
     try:
-        summary = asyncio.run(asyncio.wait_for(main(), OVERALL_DEADLINE))
+        step("nio: starting the sync loop")
+        tasks.append(asyncio.create_task(me.sync_forever(timeout=SYNC_TIMEOUT_MS), name="nio-sync"))
+        await wait_step(me.synced.wait(), "nio's initial sync", tasks, deadline)
+        if room_id not in me.rooms:
+            raise ScenarioError(f"nio: the initial sync does not show {room_id} as joined")
+        await send("m.room.message", {"msgtype": "m.notice", "body": "nio is syncing", CROSS_MARKER: "ready"}, "the ready marker")
+        await wait_step(asyncio.shield(peer_ready), f"{peer_name}'s ready marker (its sync loop running)", tasks, deadline)
+
+        step("nio: both sync loops run; sending a message")
+        my_body = f"hello from matrix-nio {int(time.time() * 1000):x}"
+        mine = await send("m.room.message", {"msgtype": "m.text", "body": my_body, CROSS_MARKER: "message"}, "the message")
+        my_message_id = mine
+        for check in waiting_for_my_message:
+            check(mine)
+        await wait_step(asyncio.shield(feature_seen["message"]), f'{peer_name}\'s message (feature "message")', tasks, deadline)
+
+        step("nio: editing its message, replying to and reacting to the peer's, sending a read receipt, typing")
+        peer_event = peer_message["event_id"]
+        await send(
+            "m.room.message",
+            {
+                "msgtype": "m.text",
+                "body": f"* {my_body} (edited by nio)",
+                "m.new_content": {"msgtype": "m.text", "body": f"{my_body} (edited by nio)"},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": mine},
+            },
+            "the edit",
+        )
+        await send(
+            "m.room.message",
+            {"msgtype": "m.text", "body": "nio replies", "m.relates_to": {"m.in_reply_to": {"event_id": peer_event}}},
+            "the reply",
+        )
+        await send(
+            "m.reaction",
+            {"m.relates_to": {"rel_type": "m.annotation", "event_id": peer_event, "key": "👍 nio"}},
+            "the reaction",
+        )
+        expect(await me.update_receipt_marker(room_id, peer_event), UpdateReceiptMarkerResponse, "the read receipt")
+        expect(await me.room_typing(room_id, True, int(2 * deadline * 1000)), RoomTypingResponse, "typing")
+        await wait_step(asyncio.shield(typing_acked), f"{peer_name}'s typing-seen marker (it never saw nio typing)", tasks, deadline)
+        expect(await me.room_typing(room_id, False), RoomTypingResponse, "typing stop")
+
+        try:
+            await wait_step(asyncio.gather(*(asyncio.shield(f) for f in feature_seen.values())), "every feature", tasks, deadline)
+        except ScenarioError as error:
+            missing = [f"{f} [{CROSS_FEATURES[f]}]" for f in CROSS_FEATURES if f not in seen]
+            if not missing:
+                raise
+            raise ScenarioError(
+                f"nio (matrix-nio) did not see from {peer_name} through its sync loop within {deadline:.0f} s: "
+                + "; ".join(missing)
+            ) from error
+        return {
+            "client": "matrix-nio",
+            "mode": "cross",
+            "version": package_version("matrix-nio"),
+            "ok": True,
+            "seen": seen,
+            "http_requests": len(HTTP_LOG),
+            "elapsed_ms": int((time.monotonic() - STARTED) * 1000),
+        }
+    finally:
+        await stop_syncs([me], tasks)
+        await me.close()
+
+
+def run() -> int:
+    scenario = cross_main if sys.argv[1:] == ["cross"] else main
+    try:
+        summary = asyncio.run(asyncio.wait_for(scenario(), OVERALL_DEADLINE))
     except asyncio.TimeoutError:
         report_failure(f"the scenario did not finish within {OVERALL_DEADLINE:.0f} s")
         return 1
