@@ -80,6 +80,10 @@ pub enum Command {
     #[command(subcommand)]
     User(UserCommand),
 
+    /// Quarantine, list, delete and purge media
+    #[command(subcommand)]
+    Media(MediaCommand),
+
     /// Log in with a password and print the new access token
     ///
     /// For scripts: export MYELIN_ADMIN_TOKEN=$(myelin-admin login admin --password-stdin <<< "$PW")
@@ -203,6 +207,75 @@ pub struct ResetPasswordArgs {
     /// Do not log out the user's existing devices
     #[arg(long)]
     pub keep_devices: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MediaCommand {
+    /// Stop serving a media item (to clients and to other servers) until unquarantined
+    Quarantine(MxcArg),
+
+    /// Serve a quarantined media item again
+    Unquarantine(MxcArg),
+
+    /// List the media a local user uploaded, newest first
+    List(MediaListArgs),
+
+    /// Delete a local media item (its file goes when no other item shares it)
+    Delete(MxcArg),
+
+    /// Delete local media stored before a date, in batches, with progress on stderr
+    Purge(PurgeArgs),
+
+    /// Delete cached copies of other servers' media fetched before a date, in batches
+    PurgeRemote(PurgeRemoteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MxcArg {
+    /// The media's URI: mxc://server.name/mediaId
+    pub mxc: String,
+}
+
+#[derive(Debug, Args)]
+pub struct MediaListArgs {
+    /// Localpart (`alice`) or full user ID (`@alice:example.org`)
+    #[arg(long)]
+    pub user: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// Only media stored before this: a date (2024-09-01, 2024-09-01T12:00:00Z), milliseconds
+    /// since the epoch, or an age (30d, 12h, 90m, 2w)
+    #[arg(long, value_name = "WHEN")]
+    pub before: String,
+
+    /// Only media larger than this many bytes
+    #[arg(long, value_name = "BYTES")]
+    pub size_gt: Option<u64>,
+
+    /// Only this user's media (localpart or full user ID)
+    #[arg(long)]
+    pub user: Option<String>,
+
+    /// Also delete media that users have as their profile picture
+    #[arg(long)]
+    pub include_profiles: bool,
+
+    /// Media deleted per request
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeRemoteArgs {
+    /// Only media fetched before this (same forms as `purge --before`)
+    #[arg(long, value_name = "WHEN")]
+    pub before: String,
+
+    /// Media deleted per request
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch_size: u64,
 }
 
 #[derive(Debug, Args)]

@@ -50,6 +50,17 @@ pub struct Upserted {
     pub created: bool,
 }
 
+/// What one purge request deleted.
+#[derive(Debug)]
+pub struct PurgeBatch {
+    pub deleted: u64,
+    /// The media IDs (local purges only).
+    pub deleted_media: Vec<String>,
+    /// How many more match (a Myelin extension); `None` from a server that purges everything
+    /// in one request.
+    pub remaining: Option<u64>,
+}
+
 /// How a request authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Auth {
@@ -157,15 +168,7 @@ impl AdminClient {
             .iter()
             .map(|entry| decode(entry.clone(), &path))
             .collect::<Result<Vec<_>>>()?;
-        let next_token = match raw.get("next_token") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(token)) => Some(token.clone()),
-            // Some servers send the offset as a number.
-            Some(Value::Number(token)) => Some(token.to_string()),
-            Some(other) => {
-                return Err(shape_error(&path, &format!("`next_token` is {other}")));
-            }
-        };
+        let next_token = next_token(&raw, &path)?;
         Ok(UsersPage { users, next_token })
     }
 
@@ -219,6 +222,56 @@ impl AdminClient {
             .call(Method::POST, &path, &[], Some(body), Auth::Required)
             .await?;
         Ok(raw)
+    }
+
+    // ---- media --------------------------------------------------------
+
+    /// `POST /_synapse/admin/v1/media/{quarantine,unquarantine}/{server}/{id}`
+    pub async fn set_media_quarantine(&self, server: &str, media_id: &str, quarantine: bool) -> Result<Value> {
+        let action = if quarantine { "quarantine" } else { "unquarantine" };
+        let path = ["_synapse", "admin", "v1", "media", action, server, media_id];
+        let (_, raw) = self.call(Method::POST, &path, &[], Some(json!({})), Auth::Required).await?;
+        Ok(raw)
+    }
+
+    /// One page of `GET /_synapse/admin/v1/users/{userId}/media` (newest first): the media
+    /// objects and where the next page starts.
+    pub async fn user_media_page(&self, user_id: &str, from: &str, limit: u64) -> Result<(Vec<Value>, Option<String>)> {
+        let path = ["_synapse", "admin", "v1", "users", user_id, "media"];
+        let params = [("from", from.to_owned()), ("limit", limit.to_string())];
+        let (_, raw) = self.call(Method::GET, &path, &params, None, Auth::Required).await?;
+        let Some(media) = raw.get("media").and_then(Value::as_array) else {
+            return Err(shape_error(&path, "missing `media` array"));
+        };
+        Ok((media.clone(), next_token(&raw, &path)?))
+    }
+
+    /// `DELETE /_synapse/admin/v1/media/{server}/{id}`
+    pub async fn delete_media(&self, server: &str, media_id: &str) -> Result<Value> {
+        let path = ["_synapse", "admin", "v1", "media", server, media_id];
+        let (_, raw) = self.call(Method::DELETE, &path, &[], Some(json!({})), Auth::Required).await?;
+        Ok(raw)
+    }
+
+    /// One batch of `POST /_synapse/admin/v1/media/delete` (local media) or, with `remote`,
+    /// of `POST /_synapse/admin/v1/purge_media_cache`.
+    pub async fn purge_media_batch(&self, remote: bool, params: &[(&str, String)]) -> Result<PurgeBatch> {
+        let path: &[&str] = if remote {
+            &["_synapse", "admin", "v1", "purge_media_cache"]
+        } else {
+            &["_synapse", "admin", "v1", "media", "delete"]
+        };
+        let (_, raw) = self.call(Method::POST, path, params, Some(json!({})), Auth::Required).await?;
+        let deleted_media = match raw.get("deleted_media") {
+            None => Vec::new(),
+            Some(ids) => serde_json::from_value(ids.clone()).map_err(|_| shape_error(path, "`deleted_media` is not a list of strings"))?,
+        };
+        let deleted = match raw.get("deleted").or_else(|| raw.get("total")).and_then(Value::as_u64) {
+            Some(count) => count,
+            None => return Err(shape_error(path, "missing `total`/`deleted` count")),
+        };
+        let remaining = raw.get("remaining").and_then(Value::as_u64);
+        Ok(PurgeBatch { deleted, deleted_media, remaining })
     }
 
     // ---- sessions -----------------------------------------------------
@@ -378,6 +431,16 @@ fn error_response(
             errcode: matrix.errcode,
             message: matrix.error,
         },
+    }
+}
+
+/// A listing's `next_token`: a string, or the offset as a number; `None` on the last page.
+fn next_token(raw: &Value, path: &[&str]) -> Result<Option<String>> {
+    match raw.get("next_token") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(token)) => Ok(Some(token.clone())),
+        Some(Value::Number(token)) => Ok(Some(token.to_string())),
+        Some(other) => Err(shape_error(path, &format!("`next_token` is {other}"))),
     }
 }
 

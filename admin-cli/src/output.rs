@@ -91,7 +91,7 @@ pub fn utc_datetime(millis: Option<i64>) -> String {
 /// Proleptic Gregorian (year, month, day) of a day count relative to
 /// 1970-01-01, computed in 400-year cycles of 146 097 days whose years start
 /// on 1 March (so the leap day is the last day of a year).
-fn civil_date(days_since_epoch: i64) -> (i64, i64, i64) {
+pub fn civil_date(days_since_epoch: i64) -> (i64, i64, i64) {
     // 0000-03-01 is 719 468 days before 1970-01-01.
     let days = days_since_epoch + 719_468;
     let cycle = days.div_euclid(146_097);

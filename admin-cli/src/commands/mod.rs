@@ -2,6 +2,7 @@
 //! calls and output.
 
 mod login;
+mod media;
 mod server;
 mod user;
 
@@ -16,6 +17,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Server(command) => server::run(&client, out, command).await,
         Command::User(command) => user::run(&client, out, command).await,
+        Command::Media(command) => media::run(&client, out, command).await,
         Command::Login(args) => login::run(&client, out, args).await,
     }
 }

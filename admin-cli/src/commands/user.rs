@@ -296,7 +296,7 @@ async fn reset_password(client: &AdminClient, out: Output, args: ResetPasswordAr
 // ---- user ids -------------------------------------------------------------
 
 /// A full user ID as given, or `@localpart:<server name of the token's user>`.
-async fn resolve_user_id(client: &AdminClient, input: &str) -> Result<String> {
+pub(super) async fn resolve_user_id(client: &AdminClient, input: &str) -> Result<String> {
     if input.starts_with('@') {
         split_user_id(input)?;
         return Ok(input.to_owned());

@@ -15,6 +15,8 @@ mod federation_read;
 mod federation_synapse;
 mod lifecycle;
 mod media;
+mod media_preview;
+mod media_admin;
 mod other_clients;
 mod presence;
 mod profile_account_data;
