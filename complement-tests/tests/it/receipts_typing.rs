@@ -127,3 +127,74 @@ async fn a_sender_learns_their_message_was_delivered_when_the_recipient_syncs_it
     let own = ephemeral(&after, &room, "m.receipt").cloned().unwrap_or_default();
     assert!(own["content"][message.as_str()]["org.myelin.delivered"].get(alice.user_id.as_str()).is_none(), "{own}");
 }
+
+/// `unread_notifications` of a room in `who`'s initial sync, and its thread counts when
+/// `by_thread` asks for them (MSC3773).
+async fn unread(server: &TestServer, who: &Session, room: &str, by_thread: bool) -> (u64, u64, Value) {
+    let filter = filter_param(&json!({ "room": { "timeline": { "unread_thread_notifications": by_thread } } }));
+    let synced = sync(server, who, &format!("timeout=0&{filter}")).await;
+    let room = &synced["rooms"]["join"][room];
+    let counts = &room["unread_notifications"];
+    let (Some(notifications), Some(highlights)) = (counts["notification_count"].as_u64(), counts["highlight_count"].as_u64()) else {
+        panic!("no unread_notifications counts: {room}");
+    };
+    (notifications, highlights, room["unread_thread_notifications"].clone())
+}
+
+#[tokio::test]
+async fn unread_counts_follow_push_rules_read_receipts_and_threads() {
+    let server = TestServer::start_default().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = public_room(&server, &alice).await;
+    join(&server, &bob, &room).await.ok();
+    let receipt = |event: &str| room_path(&room, &format!("/receipt/m.read/{}", enc(event)));
+
+    // Messages notify (the default `.m.rule.room_one_to_one`); a mention also highlights; one's
+    // own messages never count.
+    send_text(&server, &alice, &room, "one").await;
+    let second = send_text(&server, &alice, &room, "two").await;
+    send_text(&server, &alice, &room, "three").await;
+    let mention = json!({ "msgtype": "m.text", "body": "hey bob", "m.mentions": { "user_ids": [bob.user_id] } });
+    send_event_raw(&server, &alice, &room, "m.room.message", &mention).await.ok();
+    let (notifications, highlights, _) = unread(&server, &bob, &room, false).await;
+    assert_eq!((notifications, highlights), (4, 1));
+    assert_eq!(unread(&server, &alice, &room, false).await.0, 0);
+
+    // A read receipt on the second message leaves the two after it.
+    server.post(&receipt(&second), &bob, &json!({})).await.ok();
+    let (notifications, highlights, _) = unread(&server, &bob, &room, false).await;
+    assert_eq!((notifications, highlights), (2, 1));
+
+    // A thread: its replies count under the root when the client asks for thread counts, and in
+    // the room's total otherwise; a threaded receipt reads only its thread.
+    let root = send_text(&server, &alice, &room, "thread root").await;
+    let reply = json!({ "msgtype": "m.text", "body": "in the thread", "m.relates_to": { "rel_type": "m.thread", "event_id": root } });
+    let reply_id = send_event_raw(&server, &alice, &room, "m.room.message", &reply).await.ok()["event_id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(unread(&server, &bob, &room, false).await.0, 4);
+    let (main, _, threads) = unread(&server, &bob, &room, true).await;
+    assert_eq!(main, 3, "{threads}");
+    assert_eq!(threads[root.as_str()]["notification_count"], 1, "{threads}");
+    server.post(&receipt(&reply_id), &bob, &json!({ "thread_id": root })).await.ok();
+    let (main, _, threads) = unread(&server, &bob, &room, true).await;
+    assert_eq!(main, 3, "{threads}");
+    assert!(threads.get(root.as_str()).is_none(), "the thread was read: {threads}");
+    // An unthreaded receipt on the root reads the main timeline up to it.
+    server.post(&receipt(&root), &bob, &json!({})).await.ok();
+    assert_eq!(unread(&server, &bob, &room, true).await.0, 0);
+
+    // The user's own push rules decide: a room rule without actions silences the room.
+    let silence = format!("{C}/pushrules/global/room/{}", enc(&room));
+    server.put(&silence, &bob, &json!({ "actions": [] })).await.ok();
+    send_text(&server, &alice, &room, "unheard").await;
+    assert_eq!(unread(&server, &bob, &room, false).await.0, 0);
+    server.delete(&silence, &bob, &json!({})).await.ok();
+
+    // Ignored users' messages do not count; others' still do.
+    server.put(&format!("{C}/user/{}/account_data/m.ignored_user_list", enc(&bob.user_id)), &bob, &json!({ "ignored_users": { alice.user_id.as_str(): {} } })).await.ok();
+    send_text(&server, &alice, &room, "ignored").await;
+    let carol = server.register("carol", "pw").await;
+    join(&server, &carol, &room).await.ok();
+    send_text(&server, &carol, &room, "hello from carol").await;
+    assert_eq!(unread(&server, &bob, &room, false).await.0, 1);
+}

@@ -15,12 +15,15 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use myelin_storage::{Batch, Database, Direction, Table};
+use myelin_storage::{Batch, Database, Direction, Table, prefix_of};
 use ruma::{OwnedServerName, RoomId, ServerName, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::{federation_sender::FederationSender, rooms::Rooms};
+use super::{
+    federation_sender::FederationSender,
+    rooms::{Rooms, notifications::ReadPositions},
+};
 use crate::{
     error::{Error, Result},
     util::now_millis,
@@ -137,6 +140,13 @@ impl Receipts {
         self.db.write_async(batch).await?;
         let position = ticket.position;
         drop(ticket);
+        if matches!(receipt_type, READ | READ_PRIVATE)
+            && thread.is_none()
+            && user.server_name() == self.server_name
+            && let Some((_, event)) = self.rooms.event_shared(event_id)?
+        {
+            self.rooms.forget_read_notifications(user, event.room_short, event.stream).await?;
+        }
         let members = self.rooms.membership.members(room_id.as_str())?;
         // A private receipt concerns its owner alone; a delivery receipt concerns everyone but
         // its owner, whose sync produced it (waking them would only cost them another round).
@@ -148,6 +158,22 @@ impl Receipts {
         };
         self.rooms.notifier.notify(wake, position);
         Ok(())
+    }
+
+    /// How far `user` has read a room: where their read receipts, public or private, point.
+    pub fn read_positions(&self, room_id: &RoomId, user: &UserId) -> Result<ReadPositions> {
+        let mut read = ReadPositions::default();
+        for receipt_type in [READ, READ_PRIVATE] {
+            let mut prefix = prefix_of(&(room_id.to_string(), receipt_type.to_owned()));
+            prefix.extend_from_slice(format!("{user}\n").as_bytes());
+            for entry in RECEIPTS.iter_prefix_bytes(&self.db, &prefix, Direction::Forward)? {
+                let (key, receipt) = entry?;
+                if let Some((_, event)) = self.rooms.event_shared(&receipt.event_id)? {
+                    read.record(Some(user_and_thread(&key).1), event.stream);
+                }
+            }
+        }
+        Ok(read)
     }
 
     /// The `m.receipt` event of a room for `viewer`: every receipt on an initial sync, those

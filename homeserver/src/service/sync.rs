@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     Services,
-    rooms::{StateMap, StoredEvent, event_matches, tokens::Token},
+    rooms::{StateMap, StoredEvent, event_matches, notifications::Counts, tokens::Token},
 };
 use crate::error::{Error, Result};
 
@@ -296,6 +296,11 @@ fn joined_room(
             }
         }
     }
+    // Thread counts are separate only for clients that ask (MSC3773); others get one sum.
+    let by_thread = timeline_filter.unread_thread_notifications;
+    let read = services.receipts.read_positions(room_id, request.user)?;
+    let counts = rooms.unread_counts(request.user, record.short, &read, by_thread)?;
+    let thread_counts: Map<String, Value> = counts.threads.iter().map(|(root, c)| (root.clone(), counts_json(*c))).collect();
     let prev_batch = match timeline_events.first() {
         Some(first) => Token::Topological { depth: first.depth, stream: first.stream }.to_string(),
         None => Token::Stream(now).to_string(),
@@ -306,9 +311,13 @@ fn joined_room(
         "account_data": { "events": account_data },
         "ephemeral": { "events": ephemeral },
         "summary": summary,
-        "unread_notifications": {},
-        "unread_thread_notifications": {},
+        "unread_notifications": counts_json(counts.main),
+        "unread_thread_notifications": thread_counts,
     })))
+}
+
+fn counts_json(counts: Counts) -> Value {
+    json!({ "notification_count": counts.notifications, "highlight_count": counts.highlights })
 }
 
 /// Typing and receipts in a joined room since the token (all of them on an initial sync).

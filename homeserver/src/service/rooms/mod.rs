@@ -20,6 +20,7 @@ pub mod search;
 pub mod search_index;
 mod spaces;
 mod format;
+pub mod notifications;
 pub mod relations;
 mod upgrade;
 pub mod tokens;
@@ -63,7 +64,7 @@ use crate::{
 
 /// Every table of the room engine.
 pub fn tables() -> impl Iterator<Item = &'static str> {
-    [short::TABLES, state::TABLES, timeline::TABLES, membership::TABLES, records::TABLES, remote::TABLES, relations::TABLES, search_index::TABLES, EARLY_REDACTION_TABLES].into_iter().flatten().copied()
+    [short::TABLES, state::TABLES, timeline::TABLES, membership::TABLES, records::TABLES, remote::TABLES, relations::TABLES, notifications::TABLES, search_index::TABLES, EARLY_REDACTION_TABLES].into_iter().flatten().copied()
 }
 
 /// Redactions whose target we did not hold yet: target event ID → (redaction ID, redacter).
@@ -492,6 +493,12 @@ impl Rooms {
         self.stage_relation(&mut batch, event_short, &stored)?;
         self.stage_search(&mut batch, event_short, &stored)?;
         super::user_directory::stage_member_event(&self.db, &mut batch, &self.server_name, &stored)?;
+        if placement != Placement::Backfilled
+            && let Err(error) = self.stage_notifications(&mut batch, &room_id, &stored).await
+        {
+            // Counts are a convenience; the event itself must not be refused over them.
+            tracing::warn!(%room_id, %event_id, %error, "cannot work out who this event notifies");
+        }
         let mut redacted = None;
         if draft.event_type == "m.room.redaction"
             && let Some(target) = &draft.redacts
