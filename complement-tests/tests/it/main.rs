@@ -15,7 +15,6 @@ mod federation_read;
 mod federation_synapse;
 mod lifecycle;
 mod media;
-mod media_preview;
 mod media_admin;
 mod other_clients;
 mod presence;
