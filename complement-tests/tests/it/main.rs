@@ -8,6 +8,7 @@
 mod account_features;
 mod admin;
 mod discovery;
+mod e2ee;
 mod errors;
 mod federation_forged;
 mod federation_rooms;

@@ -4,6 +4,7 @@
 //! need each other get explicit handles at construction, never a global lookup.
 
 pub mod account_data;
+pub mod e2ee;
 pub mod federation_client;
 pub mod federation_rooms;
 pub mod federation_sender;
@@ -54,6 +55,7 @@ pub fn catalog() -> Catalog {
         .chain(media::TABLES.iter().copied())
         .chain(rooms::tables())
         .chain(user_directory::TABLES.iter().copied())
+        .chain(e2ee::TABLES.iter().copied())
         .fold(Catalog::new(SCHEMA_VERSION), Catalog::table)
 }
 
@@ -72,6 +74,7 @@ pub struct Services {
     pub users: users::Users,
     pub user_directory: user_directory::UserDirectory,
     pub sessions: sessions::Sessions,
+    pub e2ee: e2ee::E2ee,
     pub uiaa: uiaa::Uiaa,
     pub account_data: account_data::AccountData,
     pub rooms: rooms::Rooms,
@@ -130,6 +133,7 @@ impl Services {
         let typing = typing::Typing::new(rooms.clone(), sender.clone(), server_name.clone());
         let receipts = receipts::Receipts::new(db.clone(), rooms.clone(), sender.clone(), server_name.clone());
         let presence = presence::Presence::new(db.clone(), rooms.clone(), sender.clone(), server_name.clone(), config.presence.clone());
+        let e2ee = e2ee::E2ee::new(db.clone(), rooms.clone(), sender.clone(), federation.clone(), server_name.clone());
         let user_directory = user_directory::UserDirectory::new(db.clone(), rooms.clone(), config.user_directory.search_all_users);
         // Databases from before the text indexes existed get them before the first request.
         rooms.build_text_indexes()?;
@@ -149,7 +153,8 @@ impl Services {
             push_rules: push_rules::PushRules::new(account_data::AccountData::new(db.clone(), stream, notifier)),
             signing_key,
             users,
-            sessions: sessions::Sessions::new(db.clone(), config.sessions.clone()),
+            sessions: sessions::Sessions::new(db.clone(), config.sessions.clone(), e2ee.clone()),
+            e2ee,
             uiaa: uiaa::Uiaa::default(),
             filters: filters::Filters::new(db.clone()),
             media,

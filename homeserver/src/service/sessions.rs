@@ -17,6 +17,7 @@ use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::e2ee::E2ee;
 use crate::{
     error::{Error, Result},
     util::now_millis,
@@ -87,6 +88,8 @@ pub struct Sessions {
     last_seen: Arc<Mutex<HashMap<(OwnedUserId, OwnedDeviceId), LastSeen>>>,
     /// Serialises device read-modify-write, so a refresh and a logout cannot interleave.
     write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// A deleted device's keys and to-device queue go with it, in the same write.
+    e2ee: E2ee,
 }
 
 fn digest(token: &str) -> String {
@@ -121,12 +124,13 @@ impl Sessions {
         Ok(UserId::parse(user).ok())
     }
 
-    pub fn new(db: Database, config: SessionConfig) -> Self {
+    pub fn new(db: Database, config: SessionConfig, e2ee: E2ee) -> Self {
         Self {
             db,
             config,
             last_seen: Arc::default(),
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
+            e2ee,
         }
     }
 
@@ -287,19 +291,25 @@ impl Sessions {
         Ok(())
     }
 
-    /// Deletes devices and their tokens. Unknown device IDs are skipped, as the spec asks for
-    /// `/delete_devices`.
+    /// Deletes devices, their tokens, their keys and their to-device queues; the user's device
+    /// list changes. Unknown device IDs are skipped, as the spec asks for `/delete_devices`.
     pub async fn delete_devices(&self, user_id: &UserId, device_ids: &[OwnedDeviceId]) -> Result<()> {
         let _guard = self.write_lock.lock().await;
         let mut batch = Batch::new();
+        let mut deleted = Vec::new();
         for device_id in device_ids {
             let key = device_key(user_id, device_id);
             if let Some(device) = DEVICES.get(&self.db, &key)? {
                 self.revoke_tokens(&mut batch, &device);
                 DEVICES.delete(&mut batch, &key);
+                deleted.push(device_id.clone());
             }
         }
-        self.db.write_async(batch).await?;
+        if deleted.is_empty() {
+            return Ok(());
+        }
+        let removal = self.e2ee.stage_device_removal(&mut batch, user_id, &deleted)?;
+        self.e2ee.commit_device_removal(batch, user_id, removal).await?;
         if let Ok(mut seen) = self.last_seen.lock() {
             for device_id in device_ids {
                 seen.remove(&(user_id.to_owned(), device_id.clone()));

@@ -44,6 +44,10 @@ pub async fn sync(services: &Services, mut request: SyncRequest<'_>) -> Result<V
     let rooms = &services.rooms;
     let deadline = tokio::time::Instant::now() + request.timeout;
     request.ignored = services.account_data.ignored_users(request.user)?;
+    // Repeating a token acknowledges the to-device messages of the response that handed it out.
+    if let Some(since) = request.since {
+        services.e2ee.acknowledge_to_device(request.user, request.device, since).await?;
+    }
     // Subscribe before reading the position, so a change in between still wakes us.
     let mut wake = rooms.notifier.subscribe(request.user.as_str());
     loop {
@@ -52,6 +56,7 @@ pub async fn sync(services: &Services, mut request: SyncRequest<'_>) -> Result<V
             && since >= now
             && !request.full_state
             && !request.timeout.is_zero()
+            && !services.e2ee.has_to_device(request.user, request.device, now)?
         {
             let wait = async {
                 while wake.changed().await.is_ok() {
@@ -77,6 +82,9 @@ pub async fn sync(services: &Services, mut request: SyncRequest<'_>) -> Result<V
             continue;
         }
         record_deliveries(services, request.user, &response).await;
+        if response["to_device"]["events"].as_array().is_some_and(|events| !events.is_empty()) {
+            services.e2ee.sync_sent(request.user, request.device, now).await?;
+        }
         return Ok(response);
     }
 }
@@ -93,7 +101,8 @@ fn invited_by_ignored(services: &Services, request: &SyncRequest<'_>, invite_eve
 fn is_empty(response: &Value) -> bool {
     let rooms_empty = ["join", "invite", "leave", "knock"].iter().all(|section| response["rooms"][section].as_object().is_none_or(Map::is_empty));
     let events_empty = ["account_data", "presence", "to_device"].iter().all(|section| response[section]["events"].as_array().is_none_or(Vec::is_empty));
-    rooms_empty && events_empty
+    let device_lists_empty = ["changed", "left"].iter().all(|list| response["device_lists"][list].as_array().is_none_or(Vec::is_empty));
+    rooms_empty && events_empty && device_lists_empty
 }
 
 /// Delivery receipts for what this sync handed the user: in each joined room, the newest
@@ -196,16 +205,17 @@ fn build_response(services: &Services, request: &SyncRequest<'_>, now: u64) -> R
         }
     }
 
-    Ok(json!({
+    let mut response = json!({
         "next_batch": Token::Stream(now).to_string(),
         "rooms": { "join": join, "invite": invite, "leave": leave, "knock": knock },
         "account_data": { "events": global_account_data },
         "presence": { "events": services.presence.sync_events(request.user, request.since, now)? },
-        "to_device": { "events": [] },
-        "device_lists": { "changed": [], "left": [] },
-        "device_one_time_keys_count": {},
-        "device_unused_fallback_key_types": [],
-    }))
+    });
+    // to_device, device_lists, device_one_time_keys_count, device_unused_fallback_key_types
+    if let (Some(out), Value::Object(fields)) = (response.as_object_mut(), services.e2ee.sync_fields(request.user, request.device, request.since, now)?) {
+        out.extend(fields);
+    }
+    Ok(response)
 }
 
 fn joined_room(

@@ -3,11 +3,13 @@
 mod account;
 pub use account::deactivate_account;
 mod account_data;
+mod backup;
 mod capabilities;
 mod device;
 mod directory;
 mod discovery;
 mod filter;
+mod keys;
 mod membership;
 mod message;
 mod profile;
@@ -20,6 +22,7 @@ mod search;
 mod session;
 mod state;
 mod sync;
+mod to_device;
 mod user_directory;
 
 use axum::Router;
@@ -86,6 +89,27 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma_empty_last::<c::state::get_state_event_for_key::v3::Request, _, _>(state::get_state_event_for_key_route)
         .ruma_empty_last::<c::state::send_state_event::v3::Request, _, _>(state::send_state_event_route)
         .ruma::<c::sync::sync_events::v3::Request, _, _>(sync::sync_events_route)
+        .ruma::<c::keys::upload_keys::v3::Request, _, _>(keys::upload_keys_route)
+        .ruma::<c::keys::get_keys::v3::Request, _, _>(keys::get_keys_route)
+        .ruma::<c::keys::claim_keys::v3::Request, _, _>(keys::claim_keys_route)
+        .ruma::<c::keys::get_key_changes::v3::Request, _, _>(keys::get_key_changes_route)
+        .ruma::<c::keys::upload_signing_keys::v3::Request, _, _>(keys::upload_signing_keys_route)
+        .ruma::<c::keys::upload_signatures::v3::Request, _, _>(keys::upload_signatures_route)
+        .ruma::<c::to_device::send_event_to_device::v3::Request, _, _>(to_device::send_to_device_route)
+        .ruma::<c::backup::create_backup_version::v3::Request, _, _>(backup::create_backup_version_route)
+        .ruma::<c::backup::get_latest_backup_info::v3::Request, _, _>(backup::get_latest_backup_info_route)
+        .ruma::<c::backup::get_backup_info::v3::Request, _, _>(backup::get_backup_info_route)
+        .ruma::<c::backup::update_backup_version::v3::Request, _, _>(backup::update_backup_version_route)
+        .ruma::<c::backup::delete_backup_version::v3::Request, _, _>(backup::delete_backup_version_route)
+        .ruma::<c::backup::add_backup_keys::v3::Request, _, _>(backup::add_backup_keys_route)
+        .ruma::<c::backup::add_backup_keys_for_room::v3::Request, _, _>(backup::add_backup_keys_for_room_route)
+        .ruma::<c::backup::add_backup_keys_for_session::v3::Request, _, _>(backup::add_backup_keys_for_session_route)
+        .ruma::<c::backup::get_backup_keys::v3::Request, _, _>(backup::get_backup_keys_route)
+        .ruma::<c::backup::get_backup_keys_for_room::v3::Request, _, _>(backup::get_backup_keys_for_room_route)
+        .ruma::<c::backup::get_backup_keys_for_session::v3::Request, _, _>(backup::get_backup_keys_for_session_route)
+        .ruma::<c::backup::delete_backup_keys::v3::Request, _, _>(backup::delete_backup_keys_route)
+        .ruma::<c::backup::delete_backup_keys_for_room::v3::Request, _, _>(backup::delete_backup_keys_for_room_route)
+        .ruma::<c::backup::delete_backup_keys_for_session::v3::Request, _, _>(backup::delete_backup_keys_for_session_route)
         .ruma::<c::alias::create_alias::v3::Request, _, _>(directory::create_alias_route)
         .ruma::<c::alias::get_alias::v3::Request, _, _>(directory::get_alias_route)
         .ruma::<c::alias::delete_alias::v3::Request, _, _>(directory::delete_alias_route)
