@@ -22,6 +22,7 @@ mod presence;
 mod profile_account_data;
 mod rate_limits;
 mod real_client;
+mod real_client_messaging;
 mod real_client_rooms;
 mod receipts_typing;
 mod registration;

@@ -2,12 +2,26 @@
 //! process: matrix-js-sdk on Node (`clients/js/scenario.mjs`) and matrix-nio
 //! on Python (`clients/python/scenario.py`).
 //!
-//! Each scenario registers two users (UIA, `m.login.dummy`), logs them in,
-//! runs the library's own `/sync` loop for both, creates a room, invites and
-//! joins through the invite seen in sync, sends five messages that must reach
-//! the other user's live timeline in order, and paginates them back with
-//! `/messages`. The script exits 0 and prints a one-line JSON summary, or
-//! exits non-zero with the failing step and the last HTTP exchanges.
+//! Each library's own scenario registers two users (UIA, `m.login.dummy`),
+//! logs them in, runs the library's own `/sync` loop for both, creates a room,
+//! invites and joins through the invite seen in sync, sends five messages that
+//! must reach the other user's live timeline in order, and paginates them back
+//! with `/messages` (the js-sdk one then reads an edit, a reaction and a thread
+//! back through the SDK). The script exits 0 and prints a one-line JSON
+//! summary, or exits non-zero with the failing step and the last HTTP
+//! exchanges.
+//!
+//! The cross scenario (`scenario.mjs cross` and `scenario.py cross`, both at
+//! once) puts one user on matrix-js-sdk and the other on matrix-nio in a room
+//! this test prepares. Both run their library's sync loop and coordinate
+//! through marker messages in the room (each says `ready` once it syncs, and
+//! `typing-seen` when it saw the other type, which tells the typist to stop).
+//! Each must see from the other, through its sync loop: a message, an edit
+//! (js-sdk showing the replaced content, nio receiving `m.new_content`), a
+//! reply (`m.in_reply_to`) and a reaction (`m.annotation`) to its own
+//! message, an `m.read` receipt on its own message (the `m.receipt` ephemeral
+//! event) and the other typing, then no longer typing (`m.typing`). A side
+//! that misses something exits 1 naming each missing feature.
 //!
 //! The libraries are installed by `./dev test` (its `ensure_prerequisites`):
 //! `npm ci` in `clients/js` and a virtualenv in `clients/python/.venv`. When
@@ -63,12 +77,19 @@ impl ScriptRun {
     }
 }
 
-/// Runs `program args…` in `dir` with `MYELIN_URL` pointing at `server`,
-/// capturing its output; kills it after [`SCRIPT_TIMEOUT`].
-async fn run_script(server: &TestServer, program: &Path, args: &[&str], dir: &Path) -> ScriptRun {
+/// Runs `program args…` in `dir` with `MYELIN_URL` pointing at `server` and
+/// `env` set, capturing its output; kills it after [`SCRIPT_TIMEOUT`].
+async fn run_script(
+    server: &TestServer,
+    program: &Path,
+    args: &[&str],
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> ScriptRun {
     let started = std::time::Instant::now();
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .env("MYELIN_URL", server.url())
         .env("PYTHONUNBUFFERED", "1")
@@ -122,7 +143,7 @@ async fn run_script(server: &TestServer, program: &Path, args: &[&str], dir: &Pa
 /// Asserts the script succeeded and printed a summary line saying so;
 /// returns the summary.
 #[track_caller]
-fn assert_success(client: &str, run: &ScriptRun) -> Value {
+fn assert_summary_ok(client: &str, run: &ScriptRun) -> Value {
     assert!(
         run.status.is_some_and(|s| s.success()),
         "the {client} scenario failed: {}",
@@ -140,11 +161,6 @@ fn assert_success(client: &str, run: &ScriptRun) -> Value {
             )
         });
     assert_eq!(summary["ok"], json!(true), "{client} summary: {summary}");
-    assert_eq!(
-        summary["live_messages"],
-        json!(MESSAGES),
-        "{client} summary: {summary}"
-    );
     // Visible with `--nocapture`.
     println!(
         "{client} scenario passed in {:.1} s: {summary}",
@@ -153,22 +169,30 @@ fn assert_success(client: &str, run: &ScriptRun) -> Value {
     summary
 }
 
-#[tokio::test]
-async fn matrix_js_sdk_sync_invite_join_messages_pagination() {
+/// [`assert_summary_ok`] for the single-library scenarios, which must have
+/// received every message live.
+#[track_caller]
+fn assert_success(client: &str, run: &ScriptRun) -> Value {
+    let summary = assert_summary_ok(client, run);
+    assert_eq!(
+        summary["live_messages"],
+        json!(MESSAGES),
+        "{client} summary: {summary}"
+    );
+    summary
+}
+
+fn js_dir() -> PathBuf {
     let dir = clients_dir().join("js");
     require_installed(
         &dir.join("node_modules/matrix-js-sdk/package.json"),
         "matrix-js-sdk",
     );
-    let server = TestServer::start_default().await;
-    let run = run_script(&server, Path::new("node"), &["scenario.mjs"], &dir).await;
-    let summary = assert_success("matrix-js-sdk", &run);
-    assert_eq!(summary["client"], "matrix-js-sdk");
-    assert_eq!(summary["paginated_messages"], json!(MESSAGES), "{summary}");
+    dir
 }
 
-#[tokio::test]
-async fn matrix_nio_sync_invite_join_messages_pagination() {
+/// The Python client folder and its virtualenv's interpreter.
+fn python_dir_and_interpreter() -> (PathBuf, PathBuf) {
     let dir = clients_dir().join("python");
     let python = dir.join(".venv/bin/python");
     require_installed(&python, "the Python virtualenv for matrix-nio");
@@ -179,8 +203,116 @@ async fn matrix_nio_sync_invite_join_messages_pagination() {
         .map(|entry| entry.path().join("site-packages/nio"))
         .unwrap_or_else(|| dir.join(".venv/lib/python3/site-packages/nio"));
     require_installed(&site_packages, "matrix-nio");
+    (dir, python)
+}
+
+#[tokio::test]
+async fn matrix_js_sdk_sync_invite_join_messages_pagination() {
+    let dir = js_dir();
     let server = TestServer::start_default().await;
-    let run = run_script(&server, &python, &["scenario.py"], &dir).await;
+    let run = run_script(&server, Path::new("node"), &["scenario.mjs"], &dir, &[]).await;
+    let summary = assert_success("matrix-js-sdk", &run);
+    assert_eq!(summary["client"], "matrix-js-sdk");
+    assert_eq!(summary["paginated_messages"], json!(MESSAGES), "{summary}");
+}
+
+#[tokio::test]
+async fn matrix_nio_sync_invite_join_messages_pagination() {
+    let (dir, python) = python_dir_and_interpreter();
+    let server = TestServer::start_default().await;
+    let run = run_script(&server, &python, &["scenario.py"], &dir, &[]).await;
     let summary = assert_success("matrix-nio", &run);
     assert_eq!(summary["client"], "matrix-nio");
+}
+
+/// What each side of the cross scenario must see from the other through its
+/// sync loop (the keys of `CROSS_FEATURES` in both scripts).
+const CROSS_FEATURES: [&str; 7] = [
+    "message",
+    "edit",
+    "reply",
+    "reaction",
+    "read receipt",
+    "typing",
+    "typing stop",
+];
+
+/// matrix-js-sdk and matrix-nio, one user each, in one room at the same time:
+/// each script runs its library's sync loop and must see the other's message,
+/// edit, reply, reaction, read receipt and typing (start and stop) live.
+#[tokio::test]
+async fn matrix_js_sdk_and_matrix_nio_see_each_others_messaging_live() {
+    let js_dir = js_dir();
+    let (python_dir, python) = python_dir_and_interpreter();
+    let server = TestServer::start_default().await;
+    let js_user = server.register("js_user", "pw-js").await;
+    let nio_user = server.register("nio_user", "pw-nio").await;
+    let created = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            &js_user,
+            &json!({"preset": "private_chat", "name": "js-sdk and nio", "invite": [nio_user.user_id]}),
+        )
+        .await;
+    let room_id = created.str_field("room_id").to_owned();
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{room_id}"),
+            &nio_user,
+            &json!({}),
+        )
+        .await
+        .ok();
+
+    let js_env = [
+        ("CROSS_USERNAME", "js_user"),
+        ("CROSS_PASSWORD", "pw-js"),
+        ("CROSS_PEER", nio_user.user_id.as_str()),
+        ("CROSS_PEER_CLIENT", "matrix-nio"),
+        ("CROSS_ROOM", room_id.as_str()),
+    ];
+    let nio_env = [
+        ("CROSS_USERNAME", "nio_user"),
+        ("CROSS_PASSWORD", "pw-nio"),
+        ("CROSS_PEER", js_user.user_id.as_str()),
+        ("CROSS_PEER_CLIENT", "matrix-js-sdk"),
+        ("CROSS_ROOM", room_id.as_str()),
+    ];
+    let (js, nio) = tokio::join!(
+        run_script(
+            &server,
+            Path::new("node"),
+            &["scenario.mjs", "cross"],
+            &js_dir,
+            &js_env
+        ),
+        run_script(
+            &server,
+            &python,
+            &["scenario.py", "cross"],
+            &python_dir,
+            &nio_env
+        ),
+    );
+    // Either failure is reported with both outputs: a side that waited in vain
+    // usually fails because of what the other did (or did not do).
+    let both = format!(
+        "\n=== matrix-js-sdk ===\n{}\n=== matrix-nio ===\n{}",
+        js.describe(),
+        nio.describe()
+    );
+    for (client, run) in [("matrix-js-sdk", &js), ("matrix-nio", &nio)] {
+        assert!(
+            run.status.is_some_and(|s| s.success()),
+            "the {client} side of the cross scenario failed:{both}"
+        );
+        let summary = assert_summary_ok(client, run);
+        assert_eq!(summary["mode"], "cross", "{summary}");
+        for feature in CROSS_FEATURES {
+            assert!(
+                summary["seen"][feature].is_u64(),
+                "{client} did not report seeing {feature:?}: {summary}{both}"
+            );
+        }
+    }
 }
