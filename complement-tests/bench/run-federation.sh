@@ -27,6 +27,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
 smoke=()
 join_args=()
@@ -68,24 +70,9 @@ fi
 work="$(mktemp -d /tmp/myelin-fed-servers.XXXXXX)"
 pids=()
 
-stop() {
-    local pid=$1
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "!! pid $pid did not exit within 10 s of SIGTERM; killing it" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
     local status=$?
-    for pid in "${pids[@]}"; do stop "$pid"; done
+    for pid in "${pids[@]}"; do stop_pid "$pid"; done
     for log in "$work"/*.log "$work"/synapse/homeserver.log; do
         [[ -f "$log" ]] && cp "$log" "$out/"
     done
@@ -94,22 +81,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-taken=" "
-free_port() {
-    local candidate
-    for _ in $(seq 50); do
-        candidate=$((20000 + RANDOM % 40000))
-        [[ "$taken" == *" $candidate "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-            taken+="$candidate "
-            echo "$candidate"
-            return
-        fi
-    done
-    echo "run-federation.sh: found no free port" >&2
-    exit 1
-}
 
 secret="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 mapfile -t inherited < <(compgen -e | grep '^MYELIN_' || true)
@@ -162,61 +133,22 @@ start_myelin() {
 # A Synapse named 127.0.0.1:<fport> with a TLS federation listener there and
 # a plain client listener; configured like complement-tests/src/synapse.rs.
 start_synapse() {
-    local python="${SYNAPSE_PYTHON:-$repo/complement-tests/synapse/.venv/bin/python}"
+    local python dir="$work/synapse" port fport name
+    python="$(synapse_python)"
     [[ -x "$python" ]] || { echo "run-federation.sh: no Synapse at $python" >&2; exit 1; }
-    local dir="$work/synapse" port fport name
     port=$(free_port)
     fport=$(free_port)
     name="127.0.0.1:$fport"
     mkdir -p "$dir"
-    (cd "$dir" && "$python" -m synapse.app.homeserver --server-name "$name" --config-path "$dir/homeserver.yaml" \
-        --data-directory "$dir" --generate-config --report-stats=no >/dev/null)
     (cd "$dir" && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout tls.key -out tls.crt \
         -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null)
-    cat >"$dir/log.config.yaml" <<EOF
-{"version": 1,
- "formatters": {"precise": {"format": "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(request)s - %(message)s"}},
- "handlers": {"file": {"class": "logging.FileHandler", "formatter": "precise", "filename": "$dir/homeserver.log", "encoding": "utf8"}},
- "root": {"level": "INFO", "handlers": ["file"]},
- "disable_existing_loggers": false}
-EOF
-    local lenient='{"per_second": 10000, "burst_count": 100000}'
-    cat >"$dir/homeserver.yaml" <<EOF
-{"server_name": "$name",
- "pid_file": "$dir/homeserver.pid",
- "listeners": [
-   {"port": $port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": false, "x_forwarded": false,
-    "resources": [{"names": ["client", "federation"], "compress": false}]},
-   {"port": $fport, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": true, "x_forwarded": false,
-    "resources": [{"names": ["federation"], "compress": false}]}],
- "database": {"name": "sqlite3", "args": {"database": "$dir/homeserver.db"}},
- "log_config": "$dir/log.config.yaml",
- "media_store_path": "$dir/media_store",
- "signing_key_path": "$dir/$name.signing.key",
- "tls_certificate_path": "$dir/tls.crt",
- "tls_private_key_path": "$dir/tls.key",
- "registration_shared_secret": "$secret",
- "macaroon_secret_key": "bench-macaroon-secret",
- "form_secret": "bench-form-secret",
- "report_stats": false,
- "enable_registration": false,
- "trusted_key_servers": [],
- "suppress_key_server_warning": true,
- "presence": {"enabled": false},
- "federation_verify_certificates": false,
- "federation_ip_range_blacklist": [],
- "ip_range_blacklist": [],
- "ip_range_blocklist": [],
- "ip_range_whitelist": ["127.0.0.0/8", "::1/128"],
- "rc_message": $lenient,
- "rc_registration": $lenient,
- "rc_login": {"address": $lenient, "account": $lenient, "failed_attempts": $lenient},
- "rc_joins": {"local": $lenient, "remote": $lenient},
- "rc_joins_per_room": $lenient,
- "rc_invites": {"per_room": $lenient, "per_user": $lenient, "per_issuer": $lenient},
- "rc_room_creation": $lenient,
- "rc_federation": {"window_size": 1000, "sleep_limit": 10000, "sleep_delay": 0, "reject_limit": 10000, "concurrent": 1000}}
-EOF
+    SYNAPSE_LOG_LEVEL=INFO write_synapse_config "$dir" "$name" "$port" "$secret" \
+        "{\"name\": \"sqlite3\", \"args\": {\"database\": \"$dir/homeserver.db\"}}" \
+        "{\"port\": $fport, \"bind_addresses\": [\"127.0.0.1\"], \"type\": \"http\", \"tls\": true, \"x_forwarded\": false,
+    \"resources\": [{\"names\": [\"federation\"], \"compress\": false}]}" \
+        "\"tls_certificate_path\": \"$dir/tls.crt\", \"tls_private_key_path\": \"$dir/tls.key\",
+ \"federation_verify_certificates\": false, \"federation_ip_range_blacklist\": [],
+ \"ip_range_blacklist\": [], \"ip_range_blocklist\": [], \"ip_range_whitelist\": [\"127.0.0.0/8\", \"::1/128\"]"
     (cd "$dir" && exec "$python" -m synapse.app.homeserver -c "$dir/homeserver.yaml") \
         >"$work/synapse-stdout.log" 2>&1 </dev/null &
     local pid=$!
@@ -240,7 +172,7 @@ EOF
 start_myelin home warn
 if [[ $synapse == 1 ]]; then
     start_synapse
-    away_kind="Synapse $("${SYNAPSE_PYTHON:-$repo/complement-tests/synapse/.venv/bin/python}" -c 'import synapse; print(synapse.__version__)')"
+    away_kind="Synapse $("$(synapse_python)" -c 'import synapse; print(synapse.__version__)')"
 else
     start_myelin away info
     away_kind="myelin"

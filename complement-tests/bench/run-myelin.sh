@@ -25,6 +25,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
 smoke=()
 pin=1
@@ -62,18 +64,7 @@ server_pid=""
 
 cleanup() {
     local status=$?
-    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        for _ in $(seq 100); do
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$server_pid" 2>/dev/null; then
-            echo "!! the server did not exit within 10 s of SIGTERM; killing it" >&2
-            kill -KILL "$server_pid" 2>/dev/null || true
-        fi
-        wait "$server_pid" 2>/dev/null || true
-    fi
+    [[ -n "$server_pid" ]] && stop_pid "$server_pid"
     [[ -f "$work/server.log" ]] && cp "$work/server.log" "$out/server.log"
     rm -rf "$work"
     exit "$status"
@@ -81,16 +72,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A free loopback port: nothing answers on it.
-port=""
-for _ in $(seq 50); do
-    candidate=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-        port=$candidate
-        break
-    fi
-done
-[[ -n "$port" ]] || { echo "run-myelin.sh: found no free port" >&2; exit 1; }
+port=$(free_port)
 url="http://127.0.0.1:$port"
 secret="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 

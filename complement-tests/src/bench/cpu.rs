@@ -1,6 +1,7 @@
 //! CPU time of the server (given its PID) and of the bench itself during a
-//! timed phase, from `/proc/<pid>/stat` (Linux; elsewhere nothing is
-//! reported). Utilisation 1.0 means one core fully busy.
+//! timed phase, from `/proc/<pid>/stat`, and the server's memory and open
+//! file descriptors, from `/proc/<pid>/status` and `/proc/<pid>/fd` (Linux;
+//! elsewhere nothing is reported). Utilisation 1.0 means one core fully busy.
 
 use std::time::Instant;
 
@@ -20,6 +21,21 @@ fn cpu_ticks(pid: &str) -> Option<u64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// A field of `/proc/<pid>/status`: a size in KiB (`VmRSS`, `VmHWM`) or a
+/// count (`Threads`).
+pub fn proc_status(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        let value = line.strip_prefix(field)?.strip_prefix(':')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// How many file descriptors the process has open (its sockets included).
+pub fn open_fds(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
 /// A reading at the start of a timed phase.
@@ -105,6 +121,10 @@ mod tests {
             assert!(cpu_ticks("self").is_some());
             let usage = CpuProbe::start(Some(std::process::id())).finish();
             assert!(usage.server_s.is_some() && usage.bench_s.is_some());
+            let me = std::process::id();
+            assert!(proc_status(me, "VmRSS").is_some_and(|kib| kib > 0));
+            assert!(proc_status(me, "Threads").is_some_and(|n| n > 0));
+            assert!(open_fds(me).is_some_and(|n| n > 0));
         }
     }
 }

@@ -115,6 +115,13 @@ impl FailureLog {
         }
     }
 
+    /// Adds the failures of `other`, keeping the first samples.
+    pub fn absorb(&mut self, other: FailureLog) {
+        self.count += other.count;
+        let room = KEPT_FAILURES.saturating_sub(self.samples.len());
+        self.samples.extend(other.samples.into_iter().take(room));
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "count": self.count,
@@ -167,6 +174,12 @@ impl Api {
             .no_proxy()
             .build()?;
         Ok(Api { client, base })
+    }
+
+    /// A client for the same server with a pool of its own: connections
+    /// opened through it are never shared with this one's.
+    pub fn with_own_pool(&self, pool: usize) -> anyhow::Result<Api> {
+        Api::new(self.base.as_str(), pool)
     }
 
     /// `base` + `path` with the query parameters appended.

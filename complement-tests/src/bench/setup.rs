@@ -115,6 +115,35 @@ pub async fn register(api: &Api, how: &Registration, localpart: &str) -> anyhow:
     }
 }
 
+/// Runs `task(i)` for every `i` in `0..count`, at most `concurrency` at a
+/// time; returns the results in index order, or the first error.
+pub async fn concurrently<T, F, Fut>(
+    count: usize,
+    concurrency: usize,
+    task: F,
+) -> anyhow::Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    for i in 0..count {
+        let (permits, work) = (permits.clone(), task(i));
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await?;
+            anyhow::Ok((i, work.await?))
+        });
+    }
+    let mut results: Vec<Option<T>> = (0..count).map(|_| None).collect();
+    while let Some(done) = tasks.join_next().await {
+        let (i, result) = done.context("a setup task panicked")??;
+        results[i] = Some(result);
+    }
+    Ok(results.into_iter().flatten().collect())
+}
+
 /// Registers `count` accounts `<prefix>-<i>`, `concurrency` at a time, in
 /// index order.
 pub async fn register_many(
@@ -124,25 +153,16 @@ pub async fn register_many(
     count: usize,
     concurrency: usize,
 ) -> anyhow::Result<Vec<User>> {
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut tasks = JoinSet::new();
-    for i in 0..count {
-        let (api, how, permits) = (api.clone(), how.clone(), permits.clone());
+    concurrently(count, concurrency, |i| {
+        let (api, how) = (api.clone(), how.clone());
         let localpart = format!("{prefix}-{i}");
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await?;
-            let user = register(&api, &how, &localpart)
+        async move {
+            register(&api, &how, &localpart)
                 .await
-                .with_context(|| format!("registering {localpart}"))?;
-            anyhow::Ok((i, user))
-        });
-    }
-    let mut users: Vec<Option<User>> = vec![None; count];
-    while let Some(done) = tasks.join_next().await {
-        let (i, user) = done??;
-        users[i] = Some(user);
-    }
-    Ok(users.into_iter().flatten().collect())
+                .with_context(|| format!("registering {localpart}"))
+        }
+    })
+    .await
 }
 
 /// Creates a `public_chat` room and returns its ID.
@@ -164,6 +184,40 @@ pub async fn create_room(api: &Api, creator: &User, name: &str) -> anyhow::Resul
         .with_context(|| format!("createRoom returned no room_id: {reply}"))
 }
 
+/// Creates `count` `public_chat` rooms named `<name> <i>`, `concurrency` at
+/// a time; their IDs in index order.
+pub async fn create_rooms(
+    api: &Api,
+    creator: &User,
+    name: &str,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<String>> {
+    concurrently(count, concurrency, |i| {
+        let (api, creator, name) = (api.clone(), creator.clone(), format!("{name} {i}"));
+        async move { create_room(&api, &creator, &name).await }
+    })
+    .await
+}
+
+/// Joins `user` to `room_id`.
+pub async fn join(api: &Api, user: &User, room_id: &str) -> anyhow::Result<()> {
+    let url = api.url(
+        &format!("/_matrix/client/v3/join/{}", encode_segment(room_id)),
+        &[],
+    );
+    api.json(
+        Method::POST,
+        url,
+        Some(&user.token),
+        Some(&json!({})),
+        SETUP_TIMEOUT,
+    )
+    .await
+    .with_context(|| format!("joining {} to {room_id}", user.user_id))?;
+    Ok(())
+}
+
 /// Joins `users` to `room_id`, `concurrency` at a time.
 pub async fn join_all(
     api: &Api,
@@ -171,34 +225,11 @@ pub async fn join_all(
     room_id: &str,
     concurrency: usize,
 ) -> anyhow::Result<()> {
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut tasks = JoinSet::new();
-    let path = format!("/_matrix/client/v3/join/{}", encode_segment(room_id));
-    for user in users {
-        let (api, permits, user, room_id) = (
-            api.clone(),
-            permits.clone(),
-            user.clone(),
-            room_id.to_owned(),
-        );
-        let url = api.url(&path, &[]);
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await?;
-            api.json(
-                Method::POST,
-                url,
-                Some(&user.token),
-                Some(&json!({})),
-                SETUP_TIMEOUT,
-            )
-            .await
-            .with_context(|| format!("joining {} to {room_id}", user.user_id))?;
-            anyhow::Ok(())
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done??;
-    }
+    concurrently(users.len(), concurrency, |i| {
+        let (api, user, room_id) = (api.clone(), users[i].clone(), room_id.to_owned());
+        async move { join(&api, &user, &room_id).await }
+    })
+    .await?;
     Ok(())
 }
 

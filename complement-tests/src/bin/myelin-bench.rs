@@ -7,7 +7,16 @@
 //! myelin-bench --shared-secret S federation-join --home URL --away URL [--state-events 20000]
 //!              [--concurrency 4] [--home-pid PID] [--away-pid PID]
 //! myelin-bench --shared-secret S federation-send --home URL --away URL [-n 3000] [--concurrency 4]
+//! myelin-bench --url URL startup [--runs 5] [--log FILE] -- SERVER-COMMAND...
+//! myelin-bench --url URL --shared-secret S concurrent-sends [--senders 1,4,16,64,256] [--rooms 1,10,100]
+//! myelin-bench --url URL --shared-secret S idle-syncs --server-pid PID [-n 10000]
+//! myelin-bench --url URL --shared-secret S initial-sync [--rooms 1000] [--runs 5]
+//! myelin-bench --url URL --shared-secret S paginate [--events 100000] [--fillers 8] [--page 100]
+//! myelin-bench report --dir RESULTS [--docs docs/benchmarks.md] [--date …] [--machine …] …
 //! ```
+//!
+//! `complement-tests/bench/vs-synapse.sh` runs S1–S6 against Myelin and
+//! Synapse and calls `report` to write the comparison.
 //!
 //! The federation scenarios talk to two servers that federate with each
 //! other (`bench/run-federation.sh` starts them); `--shared-secret` and
@@ -26,11 +35,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use complement_tests::bench::concurrent::{self, ConcurrentParams};
 use complement_tests::bench::fanout::{self, FanoutParams};
 use complement_tests::bench::federation::{self, FedSendParams, JoinParams, Server};
 use complement_tests::bench::http::Api;
+use complement_tests::bench::idle_syncs::{self, IdleParams};
+use complement_tests::bench::initial_sync::{self, InitialSyncParams};
+use complement_tests::bench::paginate::{self, PaginateParams};
+use complement_tests::bench::report::{self, RunInfo};
 use complement_tests::bench::send::{self, SendParams};
 use complement_tests::bench::setup::Registration;
+use complement_tests::bench::startup::{self, StartupParams};
 use serde_json::{Value, json};
 
 #[derive(Parser, Debug)]
@@ -67,7 +82,9 @@ struct Cli {
     server_pid: Option<u32>,
 
     /// Tiny sizes for CI (send: N=50; fanout: C=5, M=10; federation-join: S=200;
-    /// federation-send: N=100); explicit sizes win.
+    /// federation-send: N=100; startup: 2 runs; concurrent-sends: 1,4 senders
+    /// x 1,2 rooms for 1 s; idle-syncs: 20; initial-sync: 5 rooms; paginate:
+    /// 200 events); explicit sizes win.
     #[arg(long, global = true)]
     smoke: bool,
 
@@ -88,6 +105,126 @@ enum Scenario {
     /// Two servers: N messages sent on home as fast as it accepts them,
     /// received by a /sync on away; home's send rate and away's arrival rate.
     FederationSend(FederationSendArgs),
+    /// S1: spawns the server command R times; cold start to the first
+    /// /versions answer, and idle VmRSS.
+    Startup(StartupArgs),
+    /// S3: S senders x R rooms sending back to back, for each cell of the
+    /// matrix; msg/s and latency.
+    ConcurrentSends(ConcurrentArgs),
+    /// S4 memory: N long-polling /sync held open; the server's VmRSS increase.
+    IdleSyncs(IdleArgs),
+    /// S5: initial /sync of one account joined to R rooms.
+    InitialSync(InitialSyncArgs),
+    /// S6: /messages?dir=b back through a room of E events, page by page.
+    Paginate(PaginateArgs),
+    /// The markdown comparison of a vs-synapse.sh results directory.
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+struct StartupArgs {
+    /// Starts measured [default: 5, smoke 2].
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Idle time before reading the memory, in ms [default: 2000, smoke 1000].
+    #[arg(long)]
+    settle_ms: Option<u64>,
+    /// Pause between two /versions probes, in ms.
+    #[arg(long, default_value_t = 2)]
+    poll_ms: u64,
+    /// Longest wait for the first answer, in seconds.
+    #[arg(long, default_value_t = 120)]
+    ready_timeout_secs: u64,
+    /// Append the server's output to this file.
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// The server's command line.
+    #[arg(last = true, required = true, value_name = "SERVER-COMMAND")]
+    command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct ConcurrentArgs {
+    /// Sender counts [default: 1,4,16,64,256; smoke 1,4].
+    #[arg(long, value_delimiter = ',')]
+    senders: Option<Vec<usize>>,
+    /// Room counts [default: 1,10,100; smoke 1,2].
+    #[arg(long, value_delimiter = ',')]
+    rooms: Option<Vec<usize>>,
+    /// Recorded seconds per cell [default: 10, smoke 1].
+    #[arg(long)]
+    duration_secs: Option<f64>,
+    /// Unrecorded warm-up seconds per cell [default: 2, smoke 0.5].
+    #[arg(long)]
+    warmup_secs: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+struct IdleArgs {
+    /// Long-polls held [default: 10000, smoke 20].
+    #[arg(long, short = 'n')]
+    connections: Option<usize>,
+    /// Long-polls opened per second.
+    #[arg(long, default_value_t = 1000.0)]
+    ramp_per_s: f64,
+    /// Seconds all of them are held [default: 10, smoke 2].
+    #[arg(long)]
+    hold_secs: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+struct InitialSyncArgs {
+    /// Rooms the account is in [default: 1000, smoke 5].
+    #[arg(long)]
+    rooms: Option<usize>,
+    /// Timed initial syncs [default: 5, smoke 2].
+    #[arg(long)]
+    runs: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+struct PaginateArgs {
+    /// Messages in the room [default: 100000, smoke 200].
+    #[arg(long)]
+    events: Option<usize>,
+    /// Accounts filling the room concurrently.
+    #[arg(long, default_value_t = 8)]
+    fillers: usize,
+    /// Events per page.
+    #[arg(long, default_value_t = 100)]
+    page: usize,
+    /// Stop after this many pages [default: the whole room].
+    #[arg(long)]
+    max_pages: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// Results of vs-synapse.sh: myelin/*.json and synapse/*.json.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Put the section into this markdown file (replacing the previous one).
+    #[arg(long, value_name = "FILE")]
+    docs: Option<PathBuf>,
+    #[arg(long, default_value = "?")]
+    date: String,
+    #[arg(long, default_value = "?")]
+    machine: String,
+    /// Myelin's build, as shown.
+    #[arg(long, default_value = "?")]
+    myelin: String,
+    /// Synapse's version and database, as shown.
+    #[arg(long, default_value = "?")]
+    synapse: String,
+    /// How the processes were pinned to cores.
+    #[arg(long, default_value = "no pinning")]
+    pinning: String,
+    /// The command that reproduces the run.
+    #[arg(long, default_value = "complement-tests/bench/vs-synapse.sh")]
+    command: String,
+    /// A paragraph put under the heading (repeatable).
+    #[arg(long)]
+    note: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -178,8 +315,41 @@ struct FanoutArgs {
     grace_secs: Option<u64>,
 }
 
-fn size(explicit: Option<usize>, smoke: bool, smoke_value: usize, full: usize) -> usize {
+fn size<T>(explicit: Option<T>, smoke: bool, smoke_value: T, full: T) -> T {
     explicit.unwrap_or(if smoke { smoke_value } else { full })
+}
+
+fn seconds(
+    explicit: Option<f64>,
+    smoke: bool,
+    smoke_value: f64,
+    full: f64,
+) -> anyhow::Result<Duration> {
+    let value = size(explicit, smoke, smoke_value, full);
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| anyhow::anyhow!("{value} is not a number of seconds"))
+}
+
+/// Writes the comparison section; the one scenario that needs no server.
+fn write_report(args: &ReportArgs) -> anyhow::Result<()> {
+    let info = RunInfo {
+        date: args.date.clone(),
+        machine: args.machine.clone(),
+        myelin: args.myelin.clone(),
+        synapse: args.synapse.clone(),
+        pinning: args.pinning.clone(),
+        command: args.command.clone(),
+        notes: args.note.clone(),
+    };
+    let section = report::render(&args.dir, &info)?;
+    print!("{section}");
+    if let Some(path) = &args.docs {
+        let document = std::fs::read_to_string(path).unwrap_or_default();
+        std::fs::write(path, report::splice(&document, &section))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("(section written into {})", path.display());
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -202,9 +372,15 @@ async fn main() -> ExitCode {
 
 /// Runs the chosen scenario; `Ok(healthy)`.
 async fn run(cli: Cli) -> anyhow::Result<bool> {
+    if let Scenario::Report(args) = &cli.scenario {
+        write_report(args)?;
+        return Ok(true);
+    }
     let registration = match (&cli.shared_secret, cli.open_registration) {
         (Some(secret), false) => Registration::SharedSecret(secret.clone()),
         (None, true) => Registration::Open,
+        // Starting a server registers nobody.
+        _ if matches!(cli.scenario, Scenario::Startup(_)) => Registration::Open,
         _ => bail!("give either --shared-secret SECRET or --open-registration"),
     };
     let started_unix = SystemTime::now()
@@ -299,6 +475,81 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             print!("{}", report.render());
             (report.healthy(), report.to_json())
         }
+        Scenario::Startup(args) => {
+            let params = StartupParams {
+                command: args.command.clone(),
+                runs: size(args.runs, cli.smoke, 2, 5).max(1),
+                poll: Duration::from_millis(args.poll_ms),
+                settle: Duration::from_millis(size(args.settle_ms, cli.smoke, 1000, 2000)),
+                ready_timeout: Duration::from_secs(args.ready_timeout_secs),
+                log: args.log.clone(),
+            };
+            println!("myelin-bench startup against {url}");
+            let report = startup::run(&Api::new(&url, 1)?, params).await?;
+            print!("{}", report.render());
+            (report.healthy(), report.to_json())
+        }
+        Scenario::ConcurrentSends(args) => {
+            let params = ConcurrentParams {
+                senders: size(
+                    args.senders.clone(),
+                    cli.smoke,
+                    vec![1, 4],
+                    vec![1, 4, 16, 64, 256],
+                ),
+                rooms: size(args.rooms.clone(), cli.smoke, vec![1, 2], vec![1, 10, 100]),
+                duration: seconds(args.duration_secs, cli.smoke, 1.0, 10.0)?,
+                warmup: seconds(args.warmup_secs, cli.smoke, 0.5, 2.0)?,
+            };
+            let most = params.senders.iter().copied().max().unwrap_or(1);
+            let api = Api::new(&url, most + 16)?;
+            println!("myelin-bench concurrent-sends against {url}");
+            let report = concurrent::run(&api, &registration, params).await?;
+            print!("{}", report.render());
+            (report.healthy(), report.to_json())
+        }
+        Scenario::IdleSyncs(args) => {
+            if !(args.ramp_per_s.is_finite() && args.ramp_per_s > 0.0) {
+                bail!("--ramp-per-s must be a positive number");
+            }
+            let params = IdleParams {
+                connections: size(args.connections, cli.smoke, 20, 10_000),
+                ramp_per_s: args.ramp_per_s,
+                hold: seconds(args.hold_secs, cli.smoke, 2.0, 10.0)?,
+                server_pid: cli
+                    .server_pid
+                    .context("idle-syncs reads the server's memory: give --server-pid")?,
+            };
+            let api = Api::new(&url, params.connections + 16)?;
+            println!("myelin-bench idle-syncs against {url}");
+            let report = idle_syncs::run(&api, &registration, params).await?;
+            print!("{}", report.render());
+            (report.healthy(), report.to_json())
+        }
+        Scenario::InitialSync(args) => {
+            let params = InitialSyncParams {
+                rooms: size(args.rooms, cli.smoke, 5, 1000),
+                runs: size(args.runs, cli.smoke, 2, 5).max(1),
+            };
+            println!("myelin-bench initial-sync against {url}");
+            let report = initial_sync::run(&Api::new(&url, 16)?, &registration, params).await?;
+            print!("{}", report.render());
+            (report.healthy(), report.to_json())
+        }
+        Scenario::Paginate(args) => {
+            let params = PaginateParams {
+                events: size(args.events, cli.smoke, 200, 100_000),
+                fillers: args.fillers.max(1),
+                page: args.page.max(1),
+                max_pages: args.max_pages,
+            };
+            let api = Api::new(&url, params.fillers + 16)?;
+            println!("myelin-bench paginate against {url}");
+            let report = paginate::run(&api, &registration, params).await?;
+            print!("{}", report.render());
+            (report.healthy(), report.to_json())
+        }
+        Scenario::Report(_) => unreachable!("handled before any server is contacted"),
     };
 
     if let Some(path) = &cli.json {
