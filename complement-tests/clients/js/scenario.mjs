@@ -486,7 +486,13 @@ async function crossMain() {
         if (room.roomId !== roomId) return;
         const content = event.getContent();
         mySent.promise.then((mine) => {
-            if (content[mine]?.[ReceiptType.Read]?.[peerId]) observe("read receipt", `on ${mine}`);
+            if (!content[mine]?.[ReceiptType.Read]?.[peerId]) return;
+            // The SDK's room model holds it as the peer's (real, not synthesized) receipt.
+            const kept = room.getReadReceiptForUserId(peerId, true, ReceiptType.Read);
+            if (kept?.eventId !== mine) {
+                fail(`js: the SDK's room does not hold ${peerName}'s receipt on ${mine}: ${JSON.stringify(kept)}`);
+            }
+            observe("read receipt", `on ${mine}, held by the SDK's room`);
         });
     });
     me.on(RoomMemberEvent.Typing, (event, member) => {

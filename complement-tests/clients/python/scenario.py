@@ -483,7 +483,11 @@ async def cross_main() -> dict:
         def check(mine: str) -> None:
             for receipt in event.receipts:
                 if receipt.user_id == peer_id and receipt.receipt_type == "m.read" and receipt.event_id == mine:
-                    observe("read receipt", f"on {mine}")
+                    # nio's room keeps it too, unthreaded or for the main timeline.
+                    kept = room.read_receipts.get(peer_id) or room.threaded_read_receipts.get(peer_id, {}).get("main")
+                    if kept is None or kept.event_id != mine:
+                        raise ScenarioError(f"nio's room does not keep {peer_name}'s receipt on {mine}: {kept!r}")
+                    observe("read receipt", f"on {mine}, kept by nio's room")
 
         about_my_message(check)
 

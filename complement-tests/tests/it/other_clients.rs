@@ -20,8 +20,9 @@
 //! (js-sdk showing the replaced content, nio receiving `m.new_content`), a
 //! reply (`m.in_reply_to`) and a reaction (`m.annotation`) to its own
 //! message, an `m.read` receipt on its own message (the `m.receipt` ephemeral
-//! event) and the other typing, then no longer typing (`m.typing`). A side
-//! that misses something exits 1 naming each missing feature.
+//! event, then the library's room model) and the other typing, then no longer
+//! typing (`m.typing`). A side that misses something exits 1 naming each
+//! missing feature.
 //!
 //! The libraries are installed by `./dev test` (its `ensure_prerequisites`):
 //! `npm ci` in `clients/js` and a virtualenv in `clients/python/.venv`. When
