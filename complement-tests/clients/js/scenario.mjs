@@ -569,6 +569,7 @@ async function crossMain() {
         ok: true,
         seen: Object.fromEntries(seen),
         http_requests: httpLog.length,
+        unexpected_http_errors: httpErrors,
         elapsed_ms: Date.now() - started,
     };
     process.stdout.write(`${JSON.stringify(summary)}\n`);

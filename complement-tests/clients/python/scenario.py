@@ -572,6 +572,7 @@ async def cross_main() -> dict:
             "ok": True,
             "seen": seen,
             "http_requests": len(HTTP_LOG),
+            "unexpected_http_errors": HTTP_ERRORS,
             "elapsed_ms": int((time.monotonic() - STARTED) * 1000),
         }
     finally:

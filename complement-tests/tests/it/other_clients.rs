@@ -309,6 +309,11 @@ async fn matrix_js_sdk_and_matrix_nio_see_each_others_messaging_live() {
         );
         let summary = assert_summary_ok(client, run);
         assert_eq!(summary["mode"], "cross", "{summary}");
+        assert_eq!(
+            summary["unexpected_http_errors"],
+            json!([]),
+            "{client} got error answers"
+        );
         for feature in CROSS_FEATURES {
             assert!(
                 summary["seen"][feature].is_u64(),
