@@ -399,6 +399,7 @@ const CROSS_FEATURES = {
     "read receipt": "the peer's m.read receipt on this client's message (m.receipt ephemeral event)",
     typing: "the peer typing (m.typing listing the peer)",
     "typing stop": "the peer no longer typing (m.typing without the peer)",
+    presence: "the peer online with its status message (m.presence, the SDK's User)",
 };
 
 function requiredEnv(name) {
@@ -495,6 +496,16 @@ async function crossMain() {
             observe("read receipt", `on ${mine}, held by the SDK's room`);
         });
     });
+    me.on(ClientEvent.Event, (event) => {
+        if (event.getType() !== "m.presence" || event.getSender() !== peerId) return;
+        const { presence, status_msg: statusMsg } = event.getContent();
+        if (presence !== "online" || !statusMsg?.startsWith("cross:")) return;
+        const user = me.getUser(peerId);
+        if (user?.presence !== "online" || user.presenceStatusMsg !== statusMsg) {
+            fail(`js: the SDK's User for ${peerId} does not show the presence it received: ${user?.presence} ${JSON.stringify(user?.presenceStatusMsg)}`);
+        }
+        observe("presence", JSON.stringify(statusMsg));
+    });
     me.on(RoomMemberEvent.Typing, (event, member) => {
         if (member.roomId !== roomId || member.userId !== peerId) return;
         const listed = event.getContent().user_ids?.includes(peerId);
@@ -532,7 +543,7 @@ async function crossMain() {
     mySent.resolve(mine);
     await withTimeout(featureSeen.message.promise, deadlineMs, `${peerName}'s message (feature "message")`);
 
-    step("js: editing its message, replying to and reacting to the peer's, sending a read receipt, typing");
+    step("js: editing its message, replying to and reacting to the peer's, sending a read receipt and presence, typing");
     await me.sendEvent(roomId, "m.room.message", {
         msgtype: "m.text",
         body: `* ${myBody} (edited by js)`,
@@ -548,6 +559,7 @@ async function crossMain() {
         "m.relates_to": { rel_type: "m.annotation", event_id: peerMessageEvent.getId(), key: "👍 js" },
     });
     await me.sendReceipt(peerMessageEvent, ReceiptType.Read);
+    await me.setPresence({ presence: "online", status_msg: "cross: matrix-js-sdk is here" });
     await me.sendTyping(roomId, true, 2 * deadlineMs);
     await withTimeout(typingAcked.promise, deadlineMs, `${peerName}'s typing-seen marker (it never saw js typing)`);
     await me.sendTyping(roomId, false, 0);

@@ -42,6 +42,8 @@ from nio import (
     LoginResponse,
     LogoutResponse,
     MessageDirection,
+    PresenceEvent,
+    PresenceSetResponse,
     RegisterResponse,
     RoomCreateEvent,
     RoomCreateResponse,
@@ -393,6 +395,7 @@ CROSS_FEATURES = {
     "read receipt": "the peer's m.read receipt on this client's message (m.receipt ephemeral event)",
     "typing": "the peer typing (m.typing listing the peer)",
     "typing stop": "the peer no longer typing (m.typing without the peer)",
+    "presence": "the peer online with its status message (m.presence)",
 }
 
 
@@ -508,6 +511,11 @@ async def cross_main() -> dict:
         elif saw_peer_typing:
             observe("typing stop")
 
+    async def on_presence(event: PresenceEvent) -> None:
+        if event.user_id == peer_id and event.presence == "online" and (event.status_msg or "").startswith("cross:"):
+            observe("presence", repr(event.status_msg))
+
+    me.add_presence_callback(on_presence, PresenceEvent)
     me.add_event_callback(on_event, Event)
     me.add_ephemeral_callback(on_receipt, ReceiptEvent)
     me.add_ephemeral_callback(on_typing, TypingNoticeEvent)
@@ -528,7 +536,7 @@ async def cross_main() -> dict:
             check(mine)
         await wait_step(asyncio.shield(feature_seen["message"]), f'{peer_name}\'s message (feature "message")', tasks, deadline)
 
-        step("nio: editing its message, replying to and reacting to the peer's, sending a read receipt, typing")
+        step("nio: editing its message, replying to and reacting to the peer's, sending a read receipt and presence, typing")
         peer_event = peer_message["event_id"]
         await send(
             "m.room.message",
@@ -551,6 +559,7 @@ async def cross_main() -> dict:
             "the reaction",
         )
         expect(await me.update_receipt_marker(room_id, peer_event), UpdateReceiptMarkerResponse, "the read receipt")
+        expect(await me.set_presence("online", "cross: matrix-nio is here"), PresenceSetResponse, "presence")
         expect(await me.room_typing(room_id, True, int(2 * deadline * 1000)), RoomTypingResponse, "typing")
         await wait_step(asyncio.shield(typing_acked), f"{peer_name}'s typing-seen marker (it never saw nio typing)", tasks, deadline)
         expect(await me.room_typing(room_id, False), RoomTypingResponse, "typing stop")

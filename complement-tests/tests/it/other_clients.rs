@@ -20,9 +20,10 @@
 //! (js-sdk showing the replaced content, nio receiving `m.new_content`), a
 //! reply (`m.in_reply_to`) and a reaction (`m.annotation`) to its own
 //! message, an `m.read` receipt on its own message (the `m.receipt` ephemeral
-//! event, then the library's room model) and the other typing, then no longer
-//! typing (`m.typing`). A side that misses something exits 1 naming each
-//! missing feature.
+//! event, then the library's room model), the other's presence with its
+//! status message (`m.presence`), and the other typing, then no longer typing
+//! (`m.typing`). A side that misses something exits 1 naming each missing
+//! feature.
 //!
 //! The libraries are installed by `./dev test` (its `ensure_prerequisites`):
 //! `npm ci` in `clients/js` and a virtualenv in `clients/python/.venv`. When
@@ -228,19 +229,21 @@ async fn matrix_nio_sync_invite_join_messages_pagination() {
 
 /// What each side of the cross scenario must see from the other through its
 /// sync loop (the keys of `CROSS_FEATURES` in both scripts).
-const CROSS_FEATURES: [&str; 7] = [
+const CROSS_FEATURES: [&str; 8] = [
     "message",
     "edit",
     "reply",
     "reaction",
     "read receipt",
+    "presence",
     "typing",
     "typing stop",
 ];
 
 /// matrix-js-sdk and matrix-nio, one user each, in one room at the same time:
 /// each script runs its library's sync loop and must see the other's message,
-/// edit, reply, reaction, read receipt and typing (start and stop) live.
+/// edit, reply, reaction, read receipt, presence and typing (start and stop)
+/// live.
 #[tokio::test]
 async fn matrix_js_sdk_and_matrix_nio_see_each_others_messaging_live() {
     let js_dir = js_dir();
