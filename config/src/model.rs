@@ -367,6 +367,19 @@ config_section! {
         /// usable for its upload. Must be > 0.
         /// Default: 86400 (24 hours, as the spec recommends).
         pub unused_pending_upload_expiry_secs: u64 = 86_400,
+
+        /// Largest image, in pixels (width x height as its header declares),
+        /// that is thumbnailed; larger images are refused with 413
+        /// M_TOO_LARGE before they are decoded, so that a small file
+        /// declaring huge dimensions cannot exhaust memory. It also bounds
+        /// the pixels decoded across all frames of an animated thumbnail.
+        /// Default: 32000000 (32 megapixels, as Synapse's max_image_pixels).
+        pub max_thumbnail_source_pixels: u64 = 32_000_000,
+
+        /// How many thumbnails may be generated at the same time; further
+        /// requests wait for a slot. Must be at least 1.
+        /// Default: 4.
+        pub max_concurrent_thumbnails: u32 = 4,
     }
 }
 

@@ -920,6 +920,8 @@ fn media_keys_and_the_legacy_cutoff() {
     assert_eq!(c.media.legacy_unauthenticated_before, None);
     assert_eq!(c.media.max_pending_uploads_per_user, 5);
     assert_eq!(c.media.unused_pending_upload_expiry_secs, 86_400);
+    assert_eq!(c.media.max_thumbnail_source_pixels, 32_000_000);
+    assert_eq!(c.media.max_concurrent_thumbnails, 4);
     assert_eq!(c.media.legacy_unauthenticated_before_ms(), Ok(None));
 
     let loaded = load_ok(None, &[("MYELIN_MEDIA__LEGACY_UNAUTHENTICATED_BEFORE", "2024-09-01")]);

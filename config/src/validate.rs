@@ -130,6 +130,8 @@ impl Config {
         check("media.max_upload_bytes", positive(media.max_upload_bytes));
         check("media.max_pending_uploads_per_user", positive(media.max_pending_uploads_per_user));
         check("media.unused_pending_upload_expiry_secs", positive(media.unused_pending_upload_expiry_secs));
+        check("media.max_thumbnail_source_pixels", positive(media.max_thumbnail_source_pixels));
+        check("media.max_concurrent_thumbnails", positive(media.max_concurrent_thumbnails));
         if media.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             check("media.path", Err("must not be empty (leave the key unset instead)".to_owned()));
         }

@@ -16,6 +16,7 @@ mod federation_read;
 mod federation_synapse;
 mod lifecycle;
 mod media;
+mod media_thumbnails;
 mod media_admin;
 mod other_clients;
 mod presence;

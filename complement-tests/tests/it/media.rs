@@ -32,40 +32,40 @@ async fn upload_raw(peer: &impl HttpPeer, who: &Session, bytes: &[u8], content_t
 }
 
 /// Uploads and returns `(server_name, media_id)` of the new `mxc://` URI.
-async fn upload(peer: &impl HttpPeer, who: &Session, bytes: &[u8], content_type: &str, filename: Option<&str>) -> (String, String) {
+pub(crate) async fn upload(peer: &impl HttpPeer, who: &Session, bytes: &[u8], content_type: &str, filename: Option<&str>) -> (String, String) {
     let resp = upload_raw(peer, who, bytes, content_type, filename).await;
     mxc_parts(resp.str_field("content_uri"))
 }
 
-fn mxc_parts(uri: &str) -> (String, String) {
+pub(crate) fn mxc_parts(uri: &str) -> (String, String) {
     let rest = uri.strip_prefix("mxc://").unwrap_or_else(|| panic!("not an mxc URI: {uri}"));
     let (server, id) = rest.rsplit_once('/').unwrap_or_else(|| panic!("no media ID in {uri}"));
     (server.to_owned(), id.to_owned())
 }
 
 /// A download's status, headers and raw bytes.
-struct Fetched {
-    status: StatusCode,
-    headers: HeaderMap,
-    bytes: Vec<u8>,
+pub(crate) struct Fetched {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) bytes: Vec<u8>,
 }
 
 impl Fetched {
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
     }
 
     #[track_caller]
-    fn assert_error(&self, status: StatusCode, errcode: &str) {
+    pub(crate) fn assert_error(&self, status: StatusCode, errcode: &str) {
         assert_eq!((self.status, self.json()["errcode"].as_str()), (status, Some(errcode)), "{}", String::from_utf8_lossy(&self.bytes));
     }
 }
 
-async fn fetch(peer: &impl HttpPeer, path: &str, auth: &(impl AsToken + ?Sized)) -> Fetched {
+pub(crate) async fn fetch(peer: &impl HttpPeer, path: &str, auth: &(impl AsToken + ?Sized)) -> Fetched {
     let response = peer.request(Method::GET, path, auth).send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
     let status = response.status();
     let headers = response.headers().clone();
@@ -78,12 +78,12 @@ async fn download(peer: &impl HttpPeer, who: &(impl AsToken + ?Sized), server: &
     fetch(peer, &format!("/_matrix/client/v1/media/download/{}/{id}", enc(server)), who).await
 }
 
-fn media_dir(server: &TestServer) -> PathBuf {
+pub(crate) fn media_dir(server: &TestServer) -> PathBuf {
     server.database_path().join("media")
 }
 
 /// Every file under `dir`, recursively (the content-addressed files and the temporary ones).
-fn files_under(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_owned()];
     while let Some(dir) = pending.pop() {
@@ -435,8 +435,10 @@ async fn remote_media_between_myelin_and_synapse_both_ways() {
 }
 
 #[tokio::test]
-async fn matrix_sdk_uploads_an_image_and_another_user_downloads_it() {
-    use matrix_sdk::media::{MediaFormat, MediaRequestParameters};
+async fn matrix_sdk_uploads_an_image_and_another_user_downloads_it_and_a_thumbnail() {
+    use matrix_sdk::media::{MediaFormat, MediaRequestParameters, MediaThumbnailSettings};
+    use matrix_sdk::ruma::media::Method as ResizeMethod;
+    use matrix_sdk::ruma::uint;
     use matrix_sdk::ruma::api::client::media::create_content;
     use matrix_sdk::ruma::api::client::room::create_room;
     use matrix_sdk::ruma::events::room::MediaSource;
@@ -447,7 +449,11 @@ async fn matrix_sdk_uploads_an_image_and_another_user_downloads_it() {
     let server = TestServer::start_default().await;
     let alice = sdk_client(&server, "alice").await;
     let bob = sdk_client(&server, "bob").await;
-    let image = binary_payload(300 * 1024);
+    // A real 1024x768 PNG, so that the server can thumbnail it.
+    let picture = image::RgbImage::from_fn(1024, 768, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x ^ y) % 256) as u8]));
+    let mut image = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(picture).write_to(&mut image, image::ImageFormat::Png).expect("encode a PNG");
+    let image = image.into_inner();
 
     // Upload through the SDK's typed request, then an m.image pointing at it.
     let mut request = create_content::v3::Request::new(image.clone());
@@ -478,4 +484,11 @@ async fn matrix_sdk_uploads_an_image_and_another_user_downloads_it() {
     };
     let downloaded = bob.media().get_media_content(&parameters, false).await.expect("SDK download");
     assert!(downloaded == image, "the SDK download differs ({} bytes vs {})", downloaded.len(), image.len());
+
+    // And a thumbnail of it, as a timeline would show it.
+    let settings = MediaThumbnailSettings::with_method(ResizeMethod::Crop, uint!(96), uint!(96));
+    let parameters = MediaRequestParameters { source: MediaSource::Plain(source.as_str().into()), format: MediaFormat::Thumbnail(settings) };
+    let thumbnail = bob.media().get_media_content(&parameters, false).await.expect("SDK thumbnail");
+    let thumbnail = image::load_from_memory(&thumbnail).expect("the thumbnail decodes");
+    assert_eq!((thumbnail.width(), thumbnail.height()), (96, 96));
 }

@@ -7,7 +7,10 @@
 //! so the body is streamed to the media service instead. Downloads use `Ruma<T>` for parsing and
 //! authentication and stream the file out; nothing is ever read into memory whole.
 //!
-//! Thumbnails and URL previews are not served yet: their paths answer 404 `M_UNRECOGNIZED`.
+//! Thumbnails (`…/thumbnail`, client, legacy and federation) are made by the media service in
+//! fixed sizes and served like downloads.
+//!
+//! URL previews are not served yet: their paths answer 404 `M_UNRECOGNIZED`.
 
 use axum::{
     Router,
@@ -31,7 +34,7 @@ use tokio_util::io::ReaderStream;
 use crate::{
     error::{Error, Result},
     router::{AppState, ClientUser, Ruma, RumaResponse, RumaRouter},
-    service::media::{Download, multipart},
+    service::media::{Download, multipart, thumbnail::ThumbnailRequest},
 };
 
 // The legacy media paths are deprecated in ruma; they are served for media from before the
@@ -49,6 +52,9 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<media::get_content::v3::Request, _, _>(get_legacy_content_route)
         .ruma::<media::get_content_as_filename::v3::Request, _, _>(get_legacy_content_as_filename_route)
         .ruma::<federation_media::get_content::v1::Request, _, _>(get_federation_content_route)
+        .ruma::<authenticated_media::get_content_thumbnail::v1::Request, _, _>(get_content_thumbnail_route)
+        .ruma::<media::get_content_thumbnail::v3::Request, _, _>(get_legacy_content_thumbnail_route)
+        .ruma::<federation_media::get_content_thumbnail::v1::Request, _, _>(get_federation_content_thumbnail_route)
 }
 
 /// Whether a request is a media upload, whose body has `media.max_upload_bytes` as its limit
@@ -179,6 +185,49 @@ async fn get_federation_content_route(
 ) -> Result<Response> {
     body.origin()?;
     let download = services.media.download_for_federation(&body.body.media_id, body.body.timeout_ms).await?;
+    Ok(multipart_response(download))
+}
+
+/// `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}`
+async fn get_content_thumbnail_route(
+    State(services): State<AppState>,
+    body: Ruma<authenticated_media::get_content_thumbnail::v1::Request>,
+) -> Result<Response> {
+    body.sender()?;
+    let request = body.body;
+    let thumbnail = ThumbnailRequest::new(request.width.into(), request.height.into(), request.method.as_ref(), request.animated)?;
+    let download = services.media.thumbnail(&request.server_name, &request.media_id, thumbnail, request.timeout_ms).await?;
+    Ok(file_response(download, None))
+}
+
+/// `GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId}` (deprecated, unauthenticated):
+/// only of media from before `media.legacy_unauthenticated_before`.
+#[allow(deprecated)]
+async fn get_legacy_content_thumbnail_route(
+    State(services): State<AppState>,
+    body: Ruma<media::get_content_thumbnail::v3::Request>,
+) -> Result<Response> {
+    let request = body.body;
+    let thumbnail = ThumbnailRequest::new(request.width.into(), request.height.into(), request.method.as_ref(), request.animated)?;
+    let download = services.media.legacy_thumbnail(&request.server_name, &request.media_id, thumbnail).await?;
+    Ok(file_response(download, None))
+}
+
+/// `GET /_matrix/federation/v1/media/thumbnail/{mediaId}`: a thumbnail of our own media for
+/// another server, as `multipart/mixed` like a download.
+async fn get_federation_content_thumbnail_route(
+    State(services): State<AppState>,
+    body: Ruma<federation_media::get_content_thumbnail::v1::Request>,
+) -> Result<Response> {
+    body.origin()?;
+    let request = body.body;
+    let thumbnail = ThumbnailRequest::new(request.width.into(), request.height.into(), request.method.as_ref(), request.animated)?;
+    let download = services.media.thumbnail_for_federation(&request.media_id, thumbnail, request.timeout_ms).await?;
+    Ok(multipart_response(download))
+}
+
+/// A file for another server: `multipart/mixed`, an empty JSON metadata part, then the file.
+fn multipart_response(download: Download) -> Response {
     let content_type = content_type_of(&download);
     let boundary = multipart::new_boundary();
     let head = multipart::head(&boundary, content_type.to_str().unwrap_or("application/octet-stream"), &disposition_of(&download, None));
@@ -193,7 +242,7 @@ async fn get_federation_content_route(
     if let Ok(value) = HeaderValue::from_str(&format!("multipart/mixed; boundary={boundary}")) {
         headers.insert(header::CONTENT_TYPE, value);
     }
-    Ok(response)
+    response
 }
 
 /// The upload's `Content-Type` header and `filename` query parameter.

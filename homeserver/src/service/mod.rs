@@ -53,6 +53,7 @@ pub fn catalog() -> Catalog {
         .chain(reports::TABLES.iter().copied())
         .chain(federation_sender::TABLES.iter().copied())
         .chain(media::TABLES.iter().copied())
+        .chain(media::thumbnail::TABLES.iter().copied())
         .chain(rooms::tables())
         .chain(user_directory::TABLES.iter().copied())
         .chain(e2ee::TABLES.iter().copied())

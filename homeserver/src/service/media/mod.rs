@@ -9,6 +9,8 @@
 pub mod admin;
 pub mod multipart;
 pub mod store;
+pub mod thumbnail;
+pub mod thumbnailer;
 
 use std::{
     collections::HashSet,
@@ -86,6 +88,9 @@ pub struct Media {
     creating: tokio::sync::Mutex<()>,
     /// Pending media IDs whose upload is in progress: a second one is refused.
     uploading: Arc<Mutex<HashSet<String>>>,
+    /// Thumbnails being made at once (`media.max_concurrent_thumbnails`).
+    thumbnail_slots: tokio::sync::Semaphore,
+    max_thumbnail_pixels: u64,
 }
 
 impl Media {
@@ -107,6 +112,8 @@ impl Media {
             uploaded: tokio::sync::Notify::new(),
             creating: tokio::sync::Mutex::new(()),
             uploading: Arc::default(),
+            thumbnail_slots: tokio::sync::Semaphore::new(media.max_concurrent_thumbnails.max(1) as usize),
+            max_thumbnail_pixels: media.max_thumbnail_source_pixels,
         })
     }
 
