@@ -123,7 +123,7 @@ if [[ "$installed" != "$SYNAPSE_VERSION" ]]; then
 fi
 
 # ---- PostgreSQL (optional) ---------------------------------------------------
-pg_databases=()
+pg_started=0
 if [[ $postgres == 1 ]]; then
     if ! command -v pg_ctlcluster >/dev/null; then
         echo "== installing PostgreSQL (Debian packages)"
@@ -133,7 +133,10 @@ if [[ $postgres == 1 ]]; then
     "$python" -c 'import psycopg2' 2>/dev/null \
         || "$python" -m pip install --quiet --disable-pip-version-check --no-input psycopg2-binary==2.9.13
     read -r pg_version pg_cluster _ < <(pg_lsclusters --no-header | head -1)
-    pg_ctlcluster "$pg_version" "$pg_cluster" start 2>/dev/null || true
+    if ! pg_lsclusters --no-header | head -1 | grep -q online; then
+        pg_ctlcluster "$pg_version" "$pg_cluster" start
+        pg_started=1
+    fi
     pg_isready -q -t 30 || { echo "vs-synapse.sh: PostgreSQL did not come up" >&2; exit 1; }
     as_postgres() { (cd / && su postgres -c "$1"); }
     as_postgres "psql -qc \"DO \\\$\\\$ BEGIN CREATE ROLE bench LOGIN PASSWORD 'bench'; EXCEPTION WHEN duplicate_object THEN NULL; END \\\$\\\$;\"" >/dev/null
@@ -146,9 +149,10 @@ synapse_database() {
         echo "{\"name\": \"sqlite3\", \"args\": {\"database\": \"$dir/homeserver.db\"}}"
         return
     fi
-    local db="vs_synapse_$$_${#pg_databases[@]}"
+    # Named after the data directory: this runs in a subshell, which cannot count.
+    local db
+    db="vs_synapse_$$_$(basename "$dir" | tr -c 'a-z0-9\n' _)"
     as_postgres "createdb -O bench -E UTF8 --locale=C -T template0 $db"
-    pg_databases+=("$db")
     echo "{\"name\": \"psycopg2\", \"args\": {\"user\": \"bench\", \"password\": \"bench\", \"database\": \"$db\", \"host\": \"127.0.0.1\", \"cp_min\": 5, \"cp_max\": 10}}"
 }
 
@@ -184,7 +188,13 @@ cleanup() {
     local status=$?
     [[ -n "$server_pid" ]] && stop_pid "$server_pid"
     rm -rf "$work"
-    for db in "${pg_databases[@]}"; do as_postgres "dropdb --if-exists $db" >/dev/null 2>&1 || true; done
+    if [[ $postgres == 1 ]]; then
+        for db in $(as_postgres "psql -Atc \"SELECT datname FROM pg_database WHERE datname LIKE 'vs\\_synapse\\_$$\\_%'\""); do
+            as_postgres "dropdb --if-exists $db" >/dev/null 2>&1 || true
+        done
+    fi
+    # A cluster this run started is stopped again.
+    [[ $pg_started == 1 ]] && pg_ctlcluster "$pg_version" "$pg_cluster" stop
     exit "$status"
 }
 trap cleanup EXIT

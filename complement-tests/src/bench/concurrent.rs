@@ -80,9 +80,7 @@ pub async fn run(
         SETUP_CONCURRENCY,
     )
     .await?;
-    let creator = setup::register_many(api, registration, &format!("bench-{run}-owner"), 1, 1)
-        .await?
-        .remove(0);
+    let creator = setup::register(api, registration, &format!("bench-{run}-owner")).await?;
     let mut room_sets = Vec::new();
     for &rooms in &params.rooms {
         let name = format!("myelin-bench concurrent {run} R{rooms}");

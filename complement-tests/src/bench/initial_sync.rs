@@ -56,9 +56,7 @@ pub async fn run(
 ) -> anyhow::Result<InitialSyncReport> {
     let run = setup::run_id();
     let setup_started = Instant::now();
-    let user = setup::register_many(api, registration, &format!("bench-{run}-many"), 1, 1)
-        .await?
-        .remove(0);
+    let user = setup::register(api, registration, &format!("bench-{run}-many")).await?;
     setup::create_rooms(
         api,
         &user,
