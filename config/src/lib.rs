@@ -35,7 +35,8 @@ pub use error::ConfigError;
 pub use load::{CONFIG_FILE_ENV, ENV_PREFIX, ENV_SEPARATOR, LoadedConfig, NON_CONFIG_ENV_VARS};
 pub use model::{
     Config, DEFAULT_FEDERATION_PORT, FederationConfig, LimitsConfig, LogConfig, LogFormat,
-    PasswordConfig, PresenceConfig, RateLimit, RateLimitsConfig, RegistrationMode, SessionConfig, UserDirectoryConfig,
+    PasswordConfig, PresenceConfig, RateLimit, RateLimitsConfig, RegistrationMode, SessionConfig, UrlPreviewConfig,
+    UserDirectoryConfig,
     WellKnownConfig,
 };
 pub use schema::{ConfigType, FieldDoc, ValueKind};

@@ -102,6 +102,10 @@ config_section! {
         /// The media repository: uploads and downloads.
         pub media: MediaConfig = MediaConfig::default(),
 
+        /// URL previews (/_matrix/client/v1/media/preview_url): which pages
+        /// the server fetches on its users' behalf, and the limits of a fetch.
+        pub url_preview: UrlPreviewConfig = UrlPreviewConfig::default(),
+
         /// The user directory: who `/user_directory/search` finds.
         pub user_directory: UserDirectoryConfig = UserDirectoryConfig::default(),
     }
@@ -195,6 +199,15 @@ config_section! {
         /// Failed login attempts per account.
         /// Default: per_second = 0.17, burst = 3.
         pub login_failures_per_account: RateLimit = RateLimit::new(0.17, 3),
+
+        /// Media uploads (/upload, /create and the asynchronous PUT) per
+        /// user.
+        /// Default: per_second = 1.0, burst = 20.
+        pub media_upload_per_user: RateLimit = RateLimit::new(1.0, 20),
+
+        /// URL preview requests per user (answers from the cache count too).
+        /// Default: per_second = 1.0, burst = 10.
+        pub url_preview_per_user: RateLimit = RateLimit::new(1.0, 10),
     }
 }
 
@@ -380,6 +393,87 @@ config_section! {
         /// requests wait for a slot. Must be at least 1.
         /// Default: 4.
         pub max_concurrent_thumbnails: u32 = 4,
+    }
+}
+
+config_section! {
+    /// `[url_preview]`: URL previews. The server fetches the pages its users
+    /// ask about, so every address it connects to, at every redirect, is
+    /// checked first: loopback, private (RFC 1918), carrier-grade NAT,
+    /// link-local (cloud metadata at 169.254.169.254), multicast, broadcast,
+    /// reserved and documentation ranges, and their IPv6 counterparts
+    /// (::1, fc00::/7, fe80::/10, IPv4-mapped ...) are always refused unless
+    /// listed in `ip_range_allowlist`.
+    pub struct UrlPreviewConfig {
+        /// Whether URL previews are served. When false, the preview_url
+        /// paths answer 404 M_UNRECOGNIZED, as Synapse's do when previews
+        /// are off. On by default (Synapse's default is off because it has no
+        /// built-in address deny list; Myelin has one).
+        /// Default: true.
+        pub enabled: bool = true,
+
+        /// More address ranges (CIDR, e.g. "203.0.113.0/24", or single
+        /// addresses) that previews must never connect to, on top of the
+        /// built-in list.
+        /// Default: [] (the built-in list only).
+        pub ip_range_denylist: Vec<String> = Vec::new(),
+
+        /// Address ranges (CIDR or single addresses) previews may connect to
+        /// even though they are denied, e.g. an intranet wiki at
+        /// "10.1.2.3/32". Listing "127.0.0.0/8" lets users make the server
+        /// fetch its own loopback services: think twice.
+        /// Default: [] (none).
+        pub ip_range_allowlist: Vec<String> = Vec::new(),
+
+        /// Hosts never previewed: an entry matches that host name and every
+        /// name under it ("example.com" also denies "www.example.com").
+        /// Default: [] (none).
+        pub host_denylist: Vec<String> = Vec::new(),
+
+        /// Largest response body in bytes read for a preview (the page, or
+        /// the image it names); reading stops there and the preview fails
+        /// with 502 M_TOO_LARGE.
+        /// Default: 10485760 (10 MiB).
+        pub max_body_bytes: u64 = 10_485_760,
+
+        /// Seconds a fetch may take in all, redirects included. Must be > 0.
+        /// Default: 10.
+        pub timeout_secs: u64 = 10,
+
+        /// Redirects followed per fetch; each hop is checked like the first
+        /// URL.
+        /// Default: 5.
+        pub max_redirects: u32 = 5,
+
+        /// Seconds a preview is kept and served again without a new fetch.
+        /// Must be > 0.
+        /// Default: 3600 (1 hour, as Synapse).
+        pub cache_secs: u64 = 3_600,
+    }
+}
+
+impl UrlPreviewConfig {
+    /// `ranges` (one of the IP range lists) as (network address, prefix
+    /// length) pairs; `Err` names the first entry that is not an address or
+    /// CIDR range.
+    pub fn parse_ip_ranges(ranges: &[String]) -> Result<Vec<(IpAddr, u8)>, String> {
+        ranges
+            .iter()
+            .map(|range| {
+                let invalid = || format!("{range:?} is not an IP address or CIDR range (\"10.0.0.0/8\", \"fc00::/7\")");
+                let (address, length) = match range.trim().split_once('/') {
+                    Some((address, length)) => (address, Some(length)),
+                    None => (range.trim(), None),
+                };
+                let address: IpAddr = address.parse().map_err(|_| invalid())?;
+                let max = if address.is_ipv4() { 32 } else { 128 };
+                let length = match length {
+                    Some(length) => length.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(invalid)?,
+                    None => max,
+                };
+                Ok((address, length))
+            })
+            .collect()
     }
 }
 

@@ -936,3 +936,20 @@ fn media_keys_and_the_legacy_cutoff() {
     let error = load_err(None, &[("MYELIN_MEDIA__MAX_UPLOAD_BYTES", "0")]);
     assert_invalid(&error, "media.max_upload_bytes", &[]);
 }
+
+#[test]
+fn url_preview_defaults_and_ip_ranges() {
+    let c = Config::default();
+    assert!(c.url_preview.enabled);
+    assert_eq!((c.url_preview.max_body_bytes, c.url_preview.timeout_secs, c.url_preview.max_redirects), (10_485_760, 10, 5));
+    let ranges = crate::UrlPreviewConfig::parse_ip_ranges(&["127.0.0.1".to_owned(), "fc00::/7".to_owned(), " 10.0.0.0/8 ".to_owned()]);
+    assert_eq!(
+        ranges.unwrap(),
+        vec![("127.0.0.1".parse().unwrap(), 32), ("fc00::".parse().unwrap(), 7), ("10.0.0.0".parse().unwrap(), 8)]
+    );
+    for bad in ["10.0.0.0/33", "example.org", "::1/129", ""] {
+        assert!(crate::UrlPreviewConfig::parse_ip_ranges(&[bad.to_owned()]).is_err(), "{bad}");
+    }
+    let error = load_err(None, &[("MYELIN_URL_PREVIEW__IP_RANGE_ALLOWLIST", "10.0.0.0/99")]);
+    assert!(error.to_string().contains("url_preview.ip_range_allowlist"), "{error}");
+}

@@ -3,7 +3,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::error::ConfigError;
-use crate::model::{Config, RateLimit, RegistrationMode, is_loopback, split_server_name};
+use crate::model::{Config, RateLimit, RegistrationMode, UrlPreviewConfig, is_loopback, split_server_name};
 
 /// Why `federation.listen` cannot be served without TLS material.
 const MISSING_FEDERATION_TLS: &str = "the federation listener serves TLS and needs a \
@@ -113,6 +113,8 @@ impl Config {
                 "login_failures_per_account",
                 &limits.login_failures_per_account,
             ),
+            ("media_upload_per_user", &limits.media_upload_per_user),
+            ("url_preview_per_user", &limits.url_preview_per_user),
         ] {
             check_rate_limit(&mut check, name, limit);
         }
@@ -136,6 +138,13 @@ impl Config {
             check("media.path", Err("must not be empty (leave the key unset instead)".to_owned()));
         }
         check("media.legacy_unauthenticated_before", media.legacy_unauthenticated_before_ms().map(drop));
+
+        let preview = &self.url_preview;
+        check("url_preview.ip_range_denylist", UrlPreviewConfig::parse_ip_ranges(&preview.ip_range_denylist).map(drop));
+        check("url_preview.ip_range_allowlist", UrlPreviewConfig::parse_ip_ranges(&preview.ip_range_allowlist).map(drop));
+        check("url_preview.max_body_bytes", positive(preview.max_body_bytes));
+        check("url_preview.timeout_secs", positive(preview.timeout_secs));
+        check("url_preview.cache_secs", positive(preview.cache_secs));
 
         ConfigError::combine(errors)
     }

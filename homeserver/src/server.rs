@@ -25,6 +25,8 @@ pub struct ServerHandle {
     stop: watch::Sender<bool>,
     serving: JoinHandle<std::io::Result<()>>,
     federation_serving: Option<JoinHandle<std::io::Result<()>>>,
+    /// The media repository's clean-up task (expired pending uploads and URL previews).
+    media_sweep: JoinHandle<()>,
 }
 
 impl Server {
@@ -69,6 +71,7 @@ impl Server {
         }
         services.presence.start();
         services.typing.start();
+        let media_sweep = crate::service::media::sweep::spawn(services.clone());
         let router = router::build(services.clone());
         let (stop, stopped) = watch::channel(false);
         let federation_serving = federation_listener.map(|listener| {
@@ -96,7 +99,7 @@ impl Server {
                 .await
         });
         tracing::info!(?federation_addr, %local_addr, server_name = %config.server_name, "Myelin is listening");
-        Ok(ServerHandle { local_addr, federation_addr, services, stop, serving, federation_serving })
+        Ok(ServerHandle { local_addr, federation_addr, services, stop, serving, federation_serving, media_sweep })
     }
 }
 
@@ -150,6 +153,8 @@ impl ServerHandle {
         self.services.sender.shutdown().await;
         self.services.presence.shutdown().await;
         self.services.typing.shutdown().await;
+        self.media_sweep.abort();
+        let _ = self.media_sweep.await;
         self.services.db.flush()?;
         tracing::info!("Myelin stopped");
         Ok(())

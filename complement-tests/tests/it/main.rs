@@ -18,6 +18,7 @@ mod lifecycle;
 mod media;
 mod media_thumbnails;
 mod media_admin;
+mod media_preview;
 mod other_clients;
 mod presence;
 mod profile_account_data;

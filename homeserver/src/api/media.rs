@@ -10,7 +10,7 @@
 //! Thumbnails (`…/thumbnail`, client, legacy and federation) are made by the media service in
 //! fixed sizes and served like downloads.
 //!
-//! URL previews are not served yet: their paths answer 404 `M_UNRECOGNIZED`.
+//! URL previews are served by `api::media_preview`.
 
 use axum::{
     Router,
@@ -71,6 +71,7 @@ async fn create_content_route(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let uploaded = async {
+        services.rate_limits.media_upload_per_user.check(user.user_id.as_str())?;
         let (content_type, filename) = upload_metadata(&parts)?;
         services.media.upload(&user.user_id, content_type, filename, upload_stream(body)).await
     };
@@ -85,7 +86,9 @@ async fn create_mxc_uri_route(
     State(services): State<AppState>,
     body: Ruma<media::create_mxc_uri::v1::Request>,
 ) -> Result<RumaResponse<media::create_mxc_uri::v1::Response>> {
-    let (content_uri, expires) = services.media.create_pending(&body.sender()?.user_id).await?;
+    let user = &body.sender()?.user_id;
+    services.rate_limits.media_upload_per_user.check(user.as_str())?;
+    let (content_uri, expires) = services.media.create_pending(user).await?;
     let mut response = media::create_mxc_uri::v1::Response::new(content_uri);
     response.unused_expires_at = UInt::new(expires).map(ruma::MilliSecondsSinceUnixEpoch);
     Ok(RumaResponse(response))
@@ -99,6 +102,7 @@ async fn create_content_async_route(
 ) -> Response {
     let (mut parts, body) = request.into_parts();
     let uploaded = async {
+        services.rate_limits.media_upload_per_user.check(user.user_id.as_str())?;
         let params = RawPathParams::from_request_parts(&mut parts, &services)
             .await
             .map_err(|e| Error::invalid_param(format!("invalid path parameter: {e}")))?;

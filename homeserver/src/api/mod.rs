@@ -4,4 +4,5 @@
 pub mod admin;
 pub mod client;
 pub mod media;
+pub mod media_preview;
 pub mod server;

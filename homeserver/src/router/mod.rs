@@ -19,6 +19,7 @@ pub fn build(state: AppState) -> Router {
     let router = api::admin::routes(router);
     let router = api::server::routes(router);
     let router = api::media::routes(router);
+    let router = api::media_preview::routes(router);
     let router = router
         .fallback(|| async { Error::unrecognized(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async { Error::unrecognized(StatusCode::METHOD_NOT_ALLOWED) });

@@ -213,6 +213,10 @@ fn parse_error(error: FromHttpRequestError, body: &[u8]) -> Error {
         FromHttpRequestError::Deserialization(DeserializationError::Ident(e)) => {
             Error::invalid_param(format!("invalid identifier: {e}"))
         }
+        // A required query parameter that is absent (e.g. `url` of `/preview_url`).
+        FromHttpRequestError::Deserialization(DeserializationError::Query(e)) if e.to_string().starts_with("missing field") => {
+            Error::missing_param(e.to_string())
+        }
         FromHttpRequestError::Deserialization(e) => Error::invalid_param(e.to_string()),
         other => Error::bad_json(other.to_string()),
     }

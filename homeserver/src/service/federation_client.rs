@@ -13,7 +13,10 @@ use ruma::{
 use ruma::api::federation::authentication::{ServerSignatures, XMatrixSigningInput};
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    service::address_policy::{AddressPolicy, FilteringResolver},
+};
 
 /// Responses larger than this are refused: a peer must not be able to exhaust our memory.
 const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
@@ -30,24 +33,6 @@ pub struct FederationClient {
     /// steps then find nothing (resolution falls back to port 8448, the spec's last step).
     dns: Option<TokioResolver>,
     resolutions: ResolutionCache,
-}
-
-/// The DNS resolver of outbound federation: system resolution without the denied ranges.
-struct PublicAddressesOnly;
-
-impl reqwest::dns::Resolve for PublicAddressesOnly {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let addresses: Vec<std::net::SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.filter(|address| !discovery::is_denied_ip(address.ip())).collect();
-            if addresses.is_empty() {
-                return Err(format!("{host} resolves only to denied addresses").into());
-            }
-            let addresses: reqwest::dns::Addrs = Box::new(addresses.into_iter());
-            Ok(addresses)
-        })
-    }
 }
 
 /// Resolved base URLs by server name, each until its `.well-known` lifetime ends, and the
@@ -102,7 +87,7 @@ impl FederationClient {
             // Every hostname the client connects to is resolved here and denied addresses are
             // dropped: checking a name once and letting the connection resolve it again would
             // let a DNS answer that changes in between (rebinding) reach a private address.
-            builder = builder.dns_resolver(std::sync::Arc::new(PublicAddressesOnly));
+            builder = builder.dns_resolver(std::sync::Arc::new(FilteringResolver::new(AddressPolicy::public_only())));
         }
         let http = builder
             .danger_accept_invalid_certs(!verify_tls)
@@ -361,7 +346,7 @@ mod tests {
 
     use ruma::server_name;
 
-    use super::{PublicAddressesOnly, ResolutionCache};
+    use super::ResolutionCache;
 
     #[test]
     fn resolutions_are_cached_for_their_lifetime_and_failures_back_off() {
@@ -378,13 +363,5 @@ mod tests {
         assert!(second > first, "consecutive failures are cached longer: {first:?} then {second:?}");
         cache.succeeded(server);
         assert_eq!(cache.failure_ttl(server), first, "a success resets the back-off");
-    }
-
-    #[tokio::test]
-    async fn hostnames_resolving_to_denied_addresses_are_not_connected_to() {
-        use reqwest::dns::Resolve;
-        let name: reqwest::dns::Name = "localhost".parse().expect("a valid name");
-        let Err(error) = PublicAddressesOnly.resolve(name).await else { panic!("localhost must not resolve") };
-        assert!(error.to_string().contains("denied"), "{error}");
     }
 }

@@ -4,6 +4,7 @@
 //! need each other get explicit handles at construction, never a global lookup.
 
 pub mod account_data;
+pub mod address_policy;
 pub mod e2ee;
 pub mod federation_client;
 pub mod federation_rooms;
@@ -53,6 +54,7 @@ pub fn catalog() -> Catalog {
         .chain(reports::TABLES.iter().copied())
         .chain(federation_sender::TABLES.iter().copied())
         .chain(media::TABLES.iter().copied())
+        .chain(media::preview::TABLES.iter().copied())
         .chain(media::thumbnail::TABLES.iter().copied())
         .chain(rooms::tables())
         .chain(user_directory::TABLES.iter().copied())
@@ -65,6 +67,8 @@ pub struct RateLimits {
     pub login_per_account: rate_limit::RateLimiter,
     pub login_failures_per_account: rate_limit::RateLimiter,
     pub registration_per_ip: rate_limit::RateLimiter,
+    pub media_upload_per_user: rate_limit::RateLimiter,
+    pub url_preview_per_user: rate_limit::RateLimiter,
 }
 
 pub struct Services {
@@ -90,6 +94,7 @@ pub struct Services {
     pub reports: reports::Reports,
     pub filters: filters::Filters,
     pub media: media::Media,
+    pub url_previews: media::preview::UrlPreviews,
     pub rate_limits: RateLimits,
     pub shared_secret: shared_secret::SharedSecretRegistration,
 }
@@ -159,11 +164,14 @@ impl Services {
             uiaa: uiaa::Uiaa::default(),
             filters: filters::Filters::new(db.clone()),
             media,
+            url_previews: media::preview::UrlPreviews::new(db.clone(), &config)?,
             rate_limits: RateLimits {
                 login_per_ip: limiter(&limits.login_per_ip),
                 login_per_account: limiter(&limits.login_per_account),
                 login_failures_per_account: limiter(&limits.login_failures_per_account),
                 registration_per_ip: limiter(&limits.registration_per_ip),
+                media_upload_per_user: limiter(&limits.media_upload_per_user),
+                url_preview_per_user: limiter(&limits.url_preview_per_user),
             },
             shared_secret: shared_secret::SharedSecretRegistration::default(),
             server_name,

@@ -8,7 +8,10 @@
 
 pub mod admin;
 pub mod multipart;
+pub mod opengraph;
+pub mod preview;
 pub mod store;
+pub mod sweep;
 pub mod thumbnail;
 pub mod thumbnailer;
 
