@@ -487,3 +487,62 @@ async fn key_backup_versions_and_keys() {
     let bob = server.register("bob", "pw").await;
     assert_matrix_error(&server.get(&format!("{version_path}/{v2}"), &bob).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn keys_and_to_device_messages_cross_servers() {
+    use crate::federation_rooms::{eventually, federating_myelin};
+    let home = federating_myelin().await;
+    let away = federating_myelin().await;
+    let alice = home.register("alice", "pw").await;
+    let bob = away.register("bob", "pw").await;
+    let room = public_room(&home, &alice).await;
+    let via = home.server_name().to_owned();
+    away.post(&format!("/_matrix/client/v3/join/{}?server_name={via}", enc(&room)), &bob, &json!({})).await.ok();
+    let bob_key = key_pair(50);
+    upload(&away, &bob, json!({
+        "device_keys": device_keys(&bob, &bob_key),
+        "one_time_keys": one_time_keys(&bob, &bob_key, ["A".to_owned(), "B".to_owned()]),
+    }))
+    .await
+    .ok();
+    let logs = || format!("home:\n{}\naway:\n{}", home.all_logs(), away.all_logs());
+
+    // Alice's server asks Bob's for his keys, and claims one of his one-time keys.
+    let seen = query(&home, &alice, &bob.user_id).await;
+    assert_eq!(seen["device_keys"][&bob.user_id][&bob.device_id]["keys"], device_keys(&bob, &bob_key)["keys"], "{seen}\n{}", logs());
+    let claimed = claim(&home, &alice, &bob.user_id, &bob.device_id).await;
+    let (key_id, _) = claimed_key(&claimed, &bob.user_id, &bob.device_id).unwrap_or_else(|| panic!("{claimed}"));
+    assert!(key_id == "signed_curve25519:A" || key_id == "signed_curve25519:B", "{claimed}");
+    assert_eq!(away.post(&format!("{KEYS}/upload"), &bob, &json!({})).await.ok()["one_time_key_counts"]["signed_curve25519"], 1);
+
+    // A to-device message reaches Bob's device through his server.
+    let bob_token = next_batch(&sync(&away, &bob, "timeout=0").await);
+    let path = format!("/_matrix/client/v3/sendToDevice/m.room_key_request/{}", txn_id());
+    home.put(&path, &alice, &json!({ "messages": { bob.user_id.as_str(): { bob.device_id.as_str(): { "hello": "bob" } } } })).await.ok();
+    let delivered = eventually(
+        "the to-device message on Bob's server",
+        async || {
+            let got = sync(&away, &bob, &format!("timeout=1000&since={bob_token}")).await;
+            to_device_events(&got).first().cloned()
+        },
+        logs,
+    )
+    .await;
+    assert_eq!(delivered, json!({"sender": alice.user_id, "type": "m.room_key_request", "content": {"hello": "bob"}}));
+
+    // Bob adds a device with keys: Alice hears of it, and queries it from his server.
+    let alice_token = next_batch(&sync(&home, &alice, "timeout=0").await);
+    let laptop = away.login("bob", "pw").await;
+    upload(&away, &laptop, json!({"device_keys": device_keys(&laptop, &key_pair(51))})).await.ok();
+    eventually(
+        "Bob's device-list change on Alice's server",
+        async || {
+            let got = sync(&home, &alice, &format!("timeout=1000&since={alice_token}")).await;
+            changed(&got).contains(&bob.user_id).then_some(())
+        },
+        logs,
+    )
+    .await;
+    let seen = query(&home, &alice, &bob.user_id).await;
+    assert!(seen["device_keys"][&bob.user_id][&laptop.device_id].is_object(), "{seen}");
+}

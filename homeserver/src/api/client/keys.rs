@@ -17,7 +17,7 @@ use crate::{
     error::{Error, Result},
     router::{AppState, Ruma, RumaResponse},
     service::{
-        e2ee::{cross_signing::CrossSigningUpload, keys::KeyUpload},
+        e2ee::{cross_signing::CrossSigningUpload, keys::{ClaimedKeys, KeyUpload}},
         sync::parse_since,
     },
 };
@@ -90,19 +90,7 @@ pub async fn claim_keys_route(
         .map(|(user, devices)| (user.clone(), devices.iter().map(|(device, algorithm)| (device.clone(), algorithm.to_string())).collect()))
         .collect();
     let answer = services.e2ee.claim_keys(&requests, request.body.timeout).await?;
-    let mut one_time_keys = BTreeMap::new();
-    for (user, devices) in answer.one_time_keys {
-        let mut by_device = BTreeMap::new();
-        for (device, keys) in devices {
-            let mut typed = BTreeMap::new();
-            for (key_id, key) in keys {
-                let key_id = ruma::OwnedOneTimeKeyId::try_from(key_id.as_str()).map_err(|e| Error::internal(format!("stored key ID: {e}")))?;
-                typed.insert(key_id, to_raw(&key)?);
-            }
-            by_device.insert(device, typed);
-        }
-        one_time_keys.insert(user, by_device);
-    }
+    let one_time_keys = claimed_keys_to_ruma(answer.one_time_keys)?;
     let mut response = claim_keys::v3::Response::new(one_time_keys);
     response.failures = answer.failures.into_iter().collect();
     Ok(RumaResponse(response))
@@ -167,4 +155,22 @@ pub async fn upload_signatures_route(
         response.failures.insert(target, typed);
     }
     Ok(RumaResponse(response))
+}
+
+/// Claimed keys in ruma's shape (client and federation answers alike).
+pub(crate) fn claimed_keys_to_ruma(claimed: ClaimedKeys) -> Result<BTreeMap<OwnedUserId, claim_keys::v3::OneTimeKeys>> {
+    let mut one_time_keys = BTreeMap::new();
+    for (user, devices) in claimed {
+        let mut by_device = BTreeMap::new();
+        for (device, keys) in devices {
+            let mut typed = BTreeMap::new();
+            for (key_id, key) in keys {
+                let key_id = ruma::OwnedOneTimeKeyId::try_from(key_id.as_str()).map_err(|e| Error::internal(format!("stored key ID: {e}")))?;
+                typed.insert(key_id, to_raw(&key)?);
+            }
+            by_device.insert(device, typed);
+        }
+        one_time_keys.insert(user, by_device);
+    }
+    Ok(one_time_keys)
 }

@@ -10,6 +10,7 @@ mod directory;
 mod discovery;
 mod filter;
 mod keys;
+pub(crate) use keys::claimed_keys_to_ruma;
 mod membership;
 mod message;
 mod profile;
@@ -23,6 +24,7 @@ mod session;
 mod state;
 mod sync;
 mod to_device;
+pub(crate) use to_device::add_local_recipient;
 mod user_directory;
 
 use axum::Router;

@@ -1,13 +1,13 @@
 //! `PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}`
 
 use axum::extract::State;
-use ruma::{api::client::to_device::send_event_to_device, to_device::DeviceIdOrAllDevices};
+use ruma::{UserId, api::client::to_device::send_event_to_device, to_device::DeviceIdOrAllDevices};
 use serde_json::Value;
 
 use crate::{
     error::{Error, Result},
     router::{AppState, Ruma, RumaResponse},
-    service::e2ee::to_device::Recipients,
+    service::{Services, e2ee::to_device::Recipients},
 };
 
 /// Sends to-device messages; `*` names all of a user's devices. Repeating a transaction ID
@@ -37,20 +37,26 @@ pub async fn send_to_device_route(
                 remote.entry(user.clone()).or_default().insert(device, content);
                 continue;
             }
-            let devices = match target {
-                DeviceIdOrAllDevices::DeviceId(device) => vec![device],
-                DeviceIdOrAllDevices::AllDevices => services.sessions.devices(&user)?.into_iter().map(|(device, _)| device).collect(),
-            };
-            // Messages to devices that do not exist are dropped, as the spec allows.
-            for device in devices {
-                if services.sessions.device(&user, &device)?.is_some() {
-                    local.entry(user.clone()).or_default().insert(device, content.clone());
-                }
-            }
+            add_local_recipient(&services, &mut local, &user, target, content)?;
         }
     }
     let event_type = body.event_type.to_string();
     services.e2ee.send_to_device(&sender.user_id, &sender.device_id, Some(body.txn_id.as_str()), &event_type, local).await?;
     services.e2ee.send_to_remote_devices(&sender.user_id, &event_type, body.txn_id.as_str(), remote).await?;
     Ok(RumaResponse(send_event_to_device::v3::Response::new()))
+}
+
+/// Adds a message for a local user's device (or all their devices, for `*`) to `recipients`.
+/// Messages to devices that do not exist are dropped, as the spec allows.
+pub(crate) fn add_local_recipient(services: &Services, recipients: &mut Recipients, user: &UserId, target: DeviceIdOrAllDevices, content: Value) -> Result<()> {
+    let devices = match target {
+        DeviceIdOrAllDevices::DeviceId(device) => vec![device],
+        DeviceIdOrAllDevices::AllDevices => services.sessions.devices(user)?.into_iter().map(|(device, _)| device).collect(),
+    };
+    for device in devices {
+        if services.sessions.device(user, &device)?.is_some() {
+            recipients.entry(user.to_owned()).or_default().insert(device, content.clone());
+        }
+    }
+    Ok(())
 }

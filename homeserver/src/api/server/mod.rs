@@ -2,6 +2,7 @@
 
 mod events;
 mod key;
+mod keys;
 mod membership;
 mod query;
 mod transactions;
@@ -23,6 +24,9 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<ruma::api::federation::discovery::get_remote_server_keys_batch::v2::Request, _, _>(key::get_remote_server_keys_batch_route)
         .ruma::<ruma::api::federation::query::get_profile_information::v1::Request, _, _>(query::get_profile_information_route)
         .ruma::<ruma::api::federation::openid::get_openid_userinfo::v1::Request, _, _>(query::get_openid_userinfo_route)
+        .ruma::<ruma::api::federation::device::get_devices::v1::Request, _, _>(keys::get_devices_route)
+        .ruma::<ruma::api::federation::keys::get_keys::v1::Request, _, _>(keys::get_keys_route)
+        .ruma::<ruma::api::federation::keys::claim_keys::v1::Request, _, _>(keys::claim_keys_route)
 }
 
 /// `GET /_matrix/federation/v1/version`

@@ -70,6 +70,9 @@ async fn handle_edu(services: &Services, origin: &ruma::ServerName, edu: Edu) {
             }
             result
         }
+        Edu::DirectToDevice(content) => receive_to_device(services, origin, content).await,
+        Edu::DeviceListUpdate(update) if update.user_id.server_name() == origin => services.e2ee.remote_device_list_changed(&update.user_id).await,
+        Edu::SigningKeyUpdate(update) if update.user_id.server_name() == origin => services.e2ee.remote_device_list_changed(&update.user_id).await,
         other => {
             tracing::debug!(%origin, edu = ?std::mem::discriminant(&other), "EDU type not handled yet");
             Ok(())
@@ -78,4 +81,29 @@ async fn handle_edu(services: &Services, origin: &ruma::ServerName, edu: Edu) {
     if let Err(error) = result {
         tracing::debug!(%origin, %error, "dropped an EDU");
     }
+}
+
+/// An `m.direct_to_device` EDU: messages from one of the origin's users to our users' devices,
+/// delivered once per message ID.
+async fn receive_to_device(services: &Services, origin: &ruma::ServerName, content: ruma::api::federation::transactions::edu::DirectDeviceContent) -> Result<()> {
+    if content.sender.server_name() != origin {
+        return Err(Error::forbidden("A server can only send its own users' to-device messages"));
+    }
+    // Remote senders have no device here; their message IDs are kept under an empty one.
+    let no_device: &ruma::DeviceId = "".into();
+    if services.e2ee.to_device_sent(&content.sender, no_device, content.message_id.as_str())? {
+        return Ok(());
+    }
+    let mut recipients = crate::service::e2ee::to_device::Recipients::new();
+    for (user, messages) in content.messages {
+        if user.server_name() != services.server_name {
+            continue;
+        }
+        for (target, message) in messages {
+            let Ok(message) = serde_json::from_str(message.json().get()) else { continue };
+            crate::api::client::add_local_recipient(services, &mut recipients, &user, target, message)?;
+        }
+    }
+    let event_type = content.ev_type.to_string();
+    services.e2ee.send_to_device(&content.sender, no_device, Some(content.message_id.as_str()), &event_type, recipients).await
 }

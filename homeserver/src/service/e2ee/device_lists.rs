@@ -44,7 +44,25 @@ impl E2ee {
         drop(ticket);
         let audience = self.users_sharing_rooms(user.as_str())?;
         self.rooms.notifier.notify(audience.iter().map(String::as_str), position);
+        if self.is_local(user) {
+            self.send_device_list_update(user, position, &audience).await?;
+        }
         Ok(())
+    }
+
+    /// The stream position of `user`'s latest device-list change (0 if none): the `stream_id`
+    /// other servers order our updates by.
+    pub fn device_list_position(&self, user: &UserId) -> Result<u64> {
+        Ok(LATEST.get(&self.db, &user.to_string())?.unwrap_or_default())
+    }
+
+    /// Another server says one of its users' devices or cross-signing keys changed: our users
+    /// who share a room with them hear of it and query the keys again (from that server, as
+    /// remote keys are not cached here).
+    pub async fn remote_device_list_changed(&self, user: &UserId) -> Result<()> {
+        let mut batch = Batch::new();
+        let ticket = self.stage_device_list_change(&mut batch, user)?;
+        self.commit_device_list_change(batch, user, ticket).await
     }
 
     /// `user` and everyone joined to a room `user` is joined to.
@@ -101,6 +119,39 @@ impl E2ee {
 
     fn own_change_since(&self, user: &UserId, since: u64, now: u64) -> Result<bool> {
         Ok(LATEST.get(&self.db, &user.to_string())?.is_some_and(|position| position > since && position <= now))
+    }
+}
+
+impl E2ee {
+    /// Tells the servers of everyone sharing a room with our `user` that the user's devices
+    /// changed (`m.device_list_update`, one per device, with its keys or `deleted`); they
+    /// fetch the rest with `/user/devices` when they need it.
+    async fn send_device_list_update(&self, user: &UserId, position: u64, audience: &BTreeSet<String>) -> Result<()> {
+        let servers: BTreeSet<ruma::OwnedServerName> = audience
+            .iter()
+            .filter_map(|member| UserId::parse(member.as_str()).ok())
+            .map(|member| member.server_name().to_owned())
+            .filter(|server| *server != self.server_name)
+            .collect();
+        if servers.is_empty() {
+            return Ok(());
+        }
+        let devices = self.device_keys(user)?;
+        let edus: Vec<serde_json::Value> = if devices.is_empty() {
+            // No device with keys left: one update without keys makes the others refetch.
+            vec![serde_json::json!({ "user_id": user, "device_id": "", "stream_id": position, "deleted": true })]
+        } else {
+            devices
+                .into_iter()
+                .map(|(device, keys)| serde_json::json!({ "user_id": user, "device_id": device, "stream_id": position, "keys": keys }))
+                .collect()
+        };
+        for server in servers {
+            for content in &edus {
+                self.sender.enqueue_edu(server.clone(), serde_json::json!({ "edu_type": "m.device_list_update", "content": content })).await?;
+            }
+        }
+        Ok(())
     }
 }
 
