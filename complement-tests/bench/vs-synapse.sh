@@ -5,7 +5,7 @@
 #
 #   complement-tests/bench/vs-synapse.sh [--smoke | --medium] [--only S1,S3,...]
 #       [--bin PATH] [--bench-bin PATH] [--postgres] [--no-pin] [--out DIR]
-#       [--docs FILE | --no-docs] [--note TEXT]
+#       [--docs FILE | --no-docs] [--note TEXT] [--server myelin|synapse]
 #
 # Sizes: full by default (S2 3,000 messages; S3 senders 1,4,16,64,256 x
 #   rooms 1,10,100, 10 s per cell; S4 1,000 clients and 10,000 idle syncs;
@@ -13,7 +13,9 @@
 #   senders, 5 s per cell; S4 100 clients and 1,000 idle; S5 100 rooms; S6
 #   5,000 events. --smoke: tiny sizes of everything (CI), results not
 #   written into the docs unless --docs is given.
-# --only: a comma-separated subset of S1,S2,S3,S4,S5,S6.
+# --only: a comma-separated subset of S1,S2,S3,S4,S5,S6. --server: one of
+#   the two only (to look into one figure; the comparison then has a blank
+#   column).
 # Myelin: --bin, else $MYELIN_BIN, else built here in release
 #   (cargo build --release -p myelin, CARGO_TARGET_DIR default /tmp/release-target).
 # myelin-bench: --bench-bin, else $MYELIN_BENCH_BIN, else built likewise.
@@ -48,6 +50,7 @@ out=""
 docs=""
 write_docs=1
 notes=()
+servers="myelin synapse"
 invocation="complement-tests/bench/vs-synapse.sh $*"
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -62,7 +65,8 @@ while [[ $# -gt 0 ]]; do
         --docs) docs="$2"; shift 2 ;;
         --no-docs) write_docs=0; shift ;;
         --note) notes+=(--note "$2"); shift 2 ;;
-        -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --server) servers="$2"; shift 2 ;;
+        -h|--help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "vs-synapse.sh: unknown argument $1" >&2; exit 64 ;;
     esac
 done
@@ -285,7 +289,7 @@ status=0
 started_at=$(date +%s)
 echo "== Myelin $bin; Synapse $SYNAPSE_VERSION ($([[ $postgres == 1 ]] && echo PostgreSQL || echo SQLite)); $pinning"
 echo "== sizes: $size; scenarios: $only; results in $out"
-for kind in myelin synapse; do
+for kind in $servers; do
     if wants S1; then
         prepare "$kind" startup
         echo

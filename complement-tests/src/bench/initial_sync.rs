@@ -45,6 +45,8 @@ pub struct InitialSyncReport {
     pub response_bytes: usize,
     /// Runs whose response listed another number of joined rooms than R.
     pub wrong_room_counts: Vec<usize>,
+    /// When some sync listed too few rooms: how many `/joined_rooms` lists.
+    pub joined_rooms_endpoint: Option<usize>,
     pub failures: FailureLog,
 }
 
@@ -79,6 +81,7 @@ pub async fn run(
         first: None,
         response_bytes: 0,
         wrong_room_counts: Vec::new(),
+        joined_rooms_endpoint: None,
         failures: FailureLog::default(),
     };
     for i in 0..report.params.runs {
@@ -125,6 +128,14 @@ pub async fn run(
             Err(failure) => report.failures.push(failure),
         }
     }
+    if !report.wrong_room_counts.is_empty() {
+        // Tells a sync that leaves rooms out from rooms that were never joined.
+        let url = api.url("/_matrix/client/v3/joined_rooms", &[]);
+        let body = api
+            .json(Method::GET, url, Some(&user.token), None, SYNC_TIMEOUT)
+            .await?;
+        report.joined_rooms_endpoint = body["joined_rooms"].as_array().map(Vec::len);
+    }
     Ok(report)
 }
 
@@ -147,6 +158,7 @@ impl InitialSyncReport {
             "latency": self.latencies.summary().to_json(),
             "response_bytes": self.response_bytes,
             "wrong_room_counts": self.wrong_room_counts,
+            "joined_rooms_endpoint": self.joined_rooms_endpoint,
             "failures": self.failures.to_json(),
             "healthy": self.healthy(),
         })
@@ -165,10 +177,13 @@ impl InitialSyncReport {
         out.push_str(&latency_table(&[("sync", self.latencies.summary())]));
         if !self.wrong_room_counts.is_empty() {
             out.push_str(&format!(
-                "  !! {} syncs listed another number of joined rooms than {}: {:?}\n",
+                "  !! {} syncs listed another number of joined rooms than {}: {:?} \
+                 (GET /joined_rooms lists {})\n",
                 self.wrong_room_counts.len(),
                 self.params.rooms,
-                self.wrong_room_counts
+                self.wrong_room_counts,
+                self.joined_rooms_endpoint
+                    .map_or_else(|| "?".to_owned(), |n| n.to_string()),
             ));
         }
         out.push_str(&self.failures.render("sync"));

