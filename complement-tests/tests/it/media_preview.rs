@@ -21,8 +21,17 @@ use complement_tests::*;
 
 use crate::room_support::enc;
 
-/// What the site serves for `/image.png`: not decoded by anyone, only stored and compared.
-const IMAGE: &[u8] = b"\x89PNG\r\n\x1a\nnot really a picture, but typed as one";
+/// What the site serves for `/image.png`: a 40 x 30 PNG.
+fn image() -> &'static [u8] {
+    static PNG: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    PNG.get_or_init(|| {
+        let mut png = Vec::new();
+        image::RgbImage::from_pixel(40, 30, image::Rgb([200, 30, 90]))
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .expect("encode the test image");
+        png
+    })
+}
 /// The preview body limit the tests configure.
 const BODY_LIMIT: usize = 64 * 1024;
 
@@ -89,7 +98,7 @@ fn page(path: &str, addr: SocketAddr) -> Response {
              <body><img src='/pixel.gif' width='1' height='1'><img src='/image.png' width='640' height='480'></body></html>"
                 .to_owned(),
         ),
-        "/image.png" => ([("content-type", "image/png")], IMAGE).into_response(),
+        "/image.png" => ([("content-type", "image/png")], image()).into_response(),
         "/latin1" => ([("content-type", "text/html; charset=iso-8859-1")], b"<title>Caf\xe9 cr\xe8me</title>".to_vec()).into_response(),
         "/text" => ([("content-type", "text/plain")], "just text").into_response(),
         "/big" => html(format!("<title>big</title>{}", "x".repeat(4 * BODY_LIMIT))),
@@ -146,12 +155,16 @@ async fn opengraph_page_is_previewed_with_its_image_stored_as_media() {
     assert_eq!(og["og:description"], "A homeserver");
     assert_eq!(og["og:site_name"], "Test site");
     assert_eq!(og["og:type"], "website");
-    assert_eq!((og["og:image:width"].as_u64(), og["og:image:height"].as_u64()), (Some(300), Some(200)));
+    assert_eq!(
+        (og["og:image:width"].as_u64(), og["og:image:height"].as_u64()),
+        (Some(40), Some(30)),
+        "the image's own size, not the 300 x 200 the page declares"
+    );
     assert_eq!(og["og:image:type"], "image/png");
-    assert_eq!(og["matrix:image:size"].as_u64(), Some(IMAGE.len() as u64));
+    assert_eq!(og["matrix:image:size"].as_u64(), Some(image().len() as u64));
     let mxc = og["og:image"].as_str().expect("og:image");
     assert!(mxc.starts_with(&format!("mxc://{}/", server.server_name())), "the image is our media: {mxc}");
-    assert_eq!(download(&server, &alice, mxc).await, IMAGE);
+    assert_eq!(download(&server, &alice, mxc).await, image());
     assert_eq!(site.hits("/image.png"), 1);
 
     // A redirect within allowed addresses is followed, and the legacy paths answer too.
@@ -172,15 +185,16 @@ async fn plain_html_images_and_charsets_are_previewed() {
     assert_eq!(og["og:title"], "Plain page", "from <title>");
     assert_eq!(og["og:description"], "Described plainly", "from <meta name=description>");
     let mxc = og["og:image"].as_str().expect("the largest <img> as og:image");
-    assert_eq!(download(&server, &alice, mxc).await, IMAGE);
+    assert_eq!(download(&server, &alice, mxc).await, image());
     assert_eq!(site.hits("/pixel.gif"), 0, "the 1x1 pixel is passed over");
 
     // An image URL previews as the image itself.
     let resp = preview(&server, &alice, &site.url("/image.png")).await;
     let og = resp.ok();
     assert_eq!(og["og:image:type"], "image/png");
-    assert_eq!(og["matrix:image:size"].as_u64(), Some(IMAGE.len() as u64));
-    assert_eq!(download(&server, &alice, og["og:image"].as_str().expect("og:image")).await, IMAGE);
+    assert_eq!((og["og:image:width"].as_u64(), og["og:image:height"].as_u64()), (Some(40), Some(30)));
+    assert_eq!(og["matrix:image:size"].as_u64(), Some(image().len() as u64));
+    assert_eq!(download(&server, &alice, og["og:image"].as_str().expect("og:image")).await, image());
 
     let resp = preview(&server, &alice, &site.url("/latin1")).await;
     assert_eq!(resp.ok()["og:title"], "Café crème", "decoded as the page's charset");

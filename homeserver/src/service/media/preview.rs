@@ -18,10 +18,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -49,6 +46,9 @@ const PREVIEWS: Table<String, CachedPreview> = Table::new("url_preview");
 
 /// URLs longer than this are refused rather than fetched and cached under a huge key.
 const MAX_URL_BYTES: usize = 4_096;
+/// How much of an image is kept aside to read its dimensions from its header (JPEG's can sit
+/// behind tens of KiB of metadata).
+const IMAGE_HEADER_BYTES: usize = 256 * 1024;
 
 #[derive(Serialize, Deserialize)]
 struct CachedPreview {
@@ -110,33 +110,18 @@ impl UrlPreviews {
             return Err(Error::unrecognized(StatusCode::NOT_FOUND));
         }
         let parsed = self.parse_requested(url)?;
-        let lock = {
-            let mut in_flight = self.in_flight.lock().map_err(|_| Error::internal("preview locks poisoned"))?;
-            in_flight.entry(url.to_owned()).or_default().clone()
-        };
-        let answer = async {
-            let _only_fetch = lock.lock().await;
-            match self.cached(url)? {
-                Some(og) => Ok(og),
-                None => {
-                    let og = tokio::time::timeout(self.timeout, self.make(media, user, parsed)).await.map_err(|_| {
-                        upstream(StatusCode::GATEWAY_TIMEOUT, format!("Previewing took longer than {} s", self.timeout.as_secs()))
-                    })??;
-                    let mut batch = Batch::new();
-                    PREVIEWS.put(&mut batch, &url.to_owned(), &CachedPreview { og: og.clone(), made_ms: now_millis() })?;
-                    self.db.write_async(batch).await?;
-                    Ok(og)
-                }
-            }
+        let claim = InFlight::join(&self.in_flight, url)?;
+        let _only_fetch = claim.lock.lock().await;
+        if let Some(og) = self.cached(url)? {
+            return Ok(og);
         }
-        .await;
-        if let Ok(mut in_flight) = self.in_flight.lock()
-            && Arc::strong_count(&lock) == 2
-        {
-            // Nobody else holds or waits for this URL's lock (the map and we do).
-            in_flight.remove(url);
-        }
-        answer
+        let og = tokio::time::timeout(self.timeout, self.make(media, user, parsed))
+            .await
+            .map_err(|_| upstream(StatusCode::GATEWAY_TIMEOUT, format!("Previewing took longer than {} s", self.timeout.as_secs())))??;
+        let mut batch = Batch::new();
+        PREVIEWS.put(&mut batch, &url.to_owned(), &CachedPreview { og: og.clone(), made_ms: now_millis() })?;
+        self.db.write_async(batch).await?;
+        Ok(og)
     }
 
     /// Deletes the previews older than their cache lifetime; returns how many.
@@ -219,12 +204,22 @@ impl UrlPreviews {
     /// Streams an image answer into the media store.
     async fn store_image(&self, media: &Media, user: &UserId, response: reqwest::Response, content_type: &str) -> Result<Map<String, Value>> {
         self.refuse_declared_oversize(&response)?;
-        let size = Arc::new(AtomicU64::new(0));
-        let mxc = media.upload(user, Some(content_type.to_owned()), None, self.capped_body(response, size.clone())).await?;
+        let tap = Arc::new(Mutex::new(BodyTap::keeping(IMAGE_HEADER_BYTES)));
+        let mxc = media
+            .upload(user, Some(content_type.to_owned()), None, self.capped_body(response, tap.clone()))
+            .await
+            // Over `media.max_upload_bytes`: too large for us, as over our own limit.
+            .map_err(|e| if e.errcode() == "M_TOO_LARGE" { self.too_large() } else { e })?;
+        let (size, head) = tap.lock().map(|tap| (tap.size, tap.head.clone())).map_err(|_| Error::internal("body tap poisoned"))?;
         let mut og = Map::new();
         og.insert("og:image".to_owned(), Value::String(mxc.to_string()));
         og.insert("og:image:type".to_owned(), Value::String(content_type.to_owned()));
-        og.insert("matrix:image:size".to_owned(), Value::from(size.load(Ordering::Relaxed)));
+        og.insert("matrix:image:size".to_owned(), Value::from(size));
+        // The image's own size, as Synapse gives it, over whatever the page declared.
+        if let Some((width, height)) = image_dimensions(head).await {
+            og.insert("og:image:width".to_owned(), Value::from(width));
+            og.insert("og:image:height".to_owned(), Value::from(height));
+        }
         Ok(og)
     }
 
@@ -285,8 +280,8 @@ impl UrlPreviews {
     async fn read_body(&self, response: reqwest::Response) -> Result<Vec<u8>> {
         use futures::TryStreamExt as _;
         self.refuse_declared_oversize(&response)?;
-        let size = Arc::new(AtomicU64::new(0));
-        self.capped_body(response, size).try_fold(Vec::new(), |mut body, chunk| async move {
+        let tap = Arc::new(Mutex::new(BodyTap::keeping(0)));
+        self.capped_body(response, tap).try_fold(Vec::new(), |mut body, chunk| async move {
             body.extend_from_slice(&chunk);
             Ok(body)
         })
@@ -294,16 +289,17 @@ impl UrlPreviews {
     }
 
     /// The body as a stream that fails with 502 `M_TOO_LARGE` as soon as it passes the limit
-    /// (nothing more is read), counting its bytes into `size`.
-    fn capped_body(&self, response: reqwest::Response, size: Arc<AtomicU64>) -> impl Stream<Item = Result<Bytes>> + use<> {
+    /// (nothing more is read), counting its bytes (and keeping its first ones) in `tap`.
+    fn capped_body(&self, response: reqwest::Response, tap: Arc<Mutex<BodyTap>>) -> impl Stream<Item = Result<Bytes>> + use<> {
         let limit = self.max_body_bytes;
         let too_large = self.too_large();
         futures::stream::try_unfold((response, Some(too_large)), move |(mut response, mut too_large)| {
-            let size = size.clone();
+            let tap = tap.clone();
             async move {
                 let chunk = response.chunk().await.map_err(|e| upstream(StatusCode::BAD_GATEWAY, format!("reading the answer: {e}")))?;
                 let Some(chunk) = chunk else { return Ok(None) };
-                if size.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64 > limit {
+                let size = tap.lock().map_err(|_| Error::internal("body tap poisoned"))?.take(&chunk);
+                if size > limit {
                     return Err(too_large.take().unwrap_or_else(|| Error::internal("read past the end")));
                 }
                 Ok(Some((chunk, (response, too_large))))
@@ -314,6 +310,64 @@ impl UrlPreviews {
     fn too_large(&self) -> Error {
         Error::matrix(StatusCode::BAD_GATEWAY, ErrorKind::TooLarge, format!("The page is larger than {} bytes", self.max_body_bytes))
     }
+}
+
+/// A request's place among those previewing one URL; the URL's lock leaves the map with the
+/// last of them, also when a request is dropped half-way (its client went away).
+struct InFlight<'a> {
+    map: &'a Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    url: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'a> InFlight<'a> {
+    fn join(map: &'a Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>, url: &str) -> Result<Self> {
+        let lock = map.lock().map_err(|_| Error::internal("preview locks poisoned"))?.entry(url.to_owned()).or_default().clone();
+        Ok(Self { map, url: url.to_owned(), lock })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.map.lock()
+            && Arc::strong_count(&self.lock) == 2
+        {
+            // Nobody else holds or waits for this URL's lock: only the map and we do.
+            map.remove(&self.url);
+        }
+    }
+}
+
+/// What a body stream has seen: its size so far and its first bytes.
+struct BodyTap {
+    size: u64,
+    head: Vec<u8>,
+    keep: usize,
+}
+
+impl BodyTap {
+    fn keeping(keep: usize) -> Self {
+        Self { size: 0, head: Vec::new(), keep }
+    }
+
+    /// Records a chunk; returns the size so far.
+    fn take(&mut self, chunk: &[u8]) -> u64 {
+        self.size += chunk.len() as u64;
+        let room = self.keep.saturating_sub(self.head.len());
+        self.head.extend_from_slice(&chunk[..room.min(chunk.len())]);
+        self.size
+    }
+}
+
+/// Width and height from an image's header (`None` for formats the image crate does not
+/// know or a header cut short).
+async fn image_dimensions(head: Vec<u8>) -> Option<(u32, u32)> {
+    tokio::task::spawn_blocking(move || {
+        image::ImageReader::new(std::io::Cursor::new(head)).with_guessed_format().ok()?.into_dimensions().ok()
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// A failure of the site previewed (or of reaching it), as Synapse reports it: `M_UNKNOWN`.
