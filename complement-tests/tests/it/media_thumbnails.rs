@@ -330,3 +330,46 @@ async fn remote_thumbnails_between_myelin_and_synapse_both_ways() {
     let stored = files_under(&media_dir(&myelin)).into_iter().filter(|f| !f.starts_with(media_dir(&myelin).join("tmp"))).count();
     assert_eq!(stored, 1 + SIZES.len(), "alice's upload and the five thumbnails, not Synapse's original");
 }
+
+#[tokio::test]
+async fn thumbnails_follow_their_media_through_quarantine_deletion_and_purge() {
+    use crate::admin::{admin_options, shared_secret_register};
+    use crate::federation_rooms::federating_myelin_with;
+
+    const ADMIN: &str = "/_synapse/admin/v1";
+    let secret = admin_options().get_env("MYELIN_REGISTRATION_SHARED_SECRET").unwrap_or_default().to_owned();
+    let home = federating_myelin_with(|o| o.shared_secret(&secret)).await;
+    let away = federating_myelin_with(|o| o.shared_secret(&secret)).await;
+    let root = shared_secret_register(&home, "root", "pw", true).await;
+    let away_root = shared_secret_register(&away, "root", "pw", true).await;
+    let alice = home.register("alice", "pw").await;
+    let bob = away.register("bob", "pw").await;
+    let stored = |server: &TestServer| files_under(&media_dir(server)).into_iter().filter(|f| !f.starts_with(media_dir(server).join("tmp"))).count();
+    let (origin, id) = upload(&home, &alice, &encode(&picture(1000, 750), ImageFormat::Png), "image/png", None).await;
+    let path = thumbnail_path(&origin, &id, 96, 96, "crop");
+    assert_eq!(decoded(&fetch(&home, &path, &alice).await, "home").dimensions(), (96, 96));
+    assert_eq!(stored(&home), 2, "the original and its thumbnail");
+
+    // Quarantined media has no thumbnails, cached or not, here or over federation.
+    home.post(&format!("{ADMIN}/media/quarantine/{origin}/{id}"), &root, &json!({})).await.ok();
+    fetch(&home, &path, &alice).await.assert_error(StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    fetch(&away, &path, &bob).await.assert_error(StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    home.post(&format!("{ADMIN}/media/unquarantine/{origin}/{id}"), &root, &json!({})).await.ok();
+    assert_eq!(decoded(&fetch(&away, &path, &bob).await, "away").dimensions(), (96, 96));
+    assert_eq!(stored(&away), 1, "away holds the thumbnail only");
+
+    // A purge of away's remote cache takes the thumbnail too.
+    let purge = format!("{ADMIN}/purge_media_cache?before_ts={}", u64::MAX / 2);
+    let purged = away.post(&purge, &away_root, &json!({})).await;
+    assert_eq!(purged.ok()["deleted"], 1, "{}", purged.text);
+    assert_eq!(stored(&away), 0);
+    // Quarantined on away: not fetched again, not even as a thumbnail.
+    away.post(&format!("{ADMIN}/media/quarantine/{origin}/{id}"), &away_root, &json!({})).await.ok();
+    fetch(&away, &path, &bob).await.assert_error(StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    assert_eq!(stored(&away), 0);
+
+    // Deleting the media on home removes its thumbnail's file as well.
+    home.delete(&format!("{ADMIN}/media/{origin}/{id}"), &root, &json!({})).await.ok();
+    assert_eq!(stored(&home), 0, "{:?}", files_under(&media_dir(&home)));
+    fetch(&home, &path, &alice).await.assert_error(StatusCode::NOT_FOUND, "M_NOT_FOUND");
+}

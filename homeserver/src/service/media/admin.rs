@@ -252,7 +252,16 @@ impl Media {
         let mut deleted = Vec::new();
         let mut hashes = HashSet::new();
         for key in keys {
-            let Some(record) = MEDIA.get(&self.db, key)? else { continue };
+            // Thumbnails go with their media; remote ones may be cached without it.
+            let thumbnails = self.stage_thumbnail_deletion(&mut batch, key)?;
+            let had_thumbnails = !thumbnails.is_empty();
+            hashes.extend(thumbnails);
+            let Some(record) = MEDIA.get(&self.db, key)? else {
+                if had_thumbnails {
+                    deleted.push(key.clone());
+                }
+                continue;
+            };
             MEDIA.delete(&mut batch, key);
             let local = key.0 == self.server_name.as_str();
             if local {
@@ -266,9 +275,6 @@ impl Media {
             if let Some(file) = record.file {
                 hashes.insert(file.sha256);
             }
-            // Thumbnails: stage the deletion of this media's thumbnail rows here and add their
-            // content hashes to `hashes`; the reference check below must then look through the
-            // thumbnail rows too.
             deleted.push(key.clone());
         }
         self.db.write_async(batch).await?;
@@ -279,6 +285,9 @@ impl Media {
                 if let Some(file) = record.file {
                     hashes.remove(&file.sha256);
                 }
+            }
+            for sha256 in self.thumbnail_hashes()? {
+                hashes.remove(&sha256);
             }
         }
         for sha256 in &hashes {
@@ -320,17 +329,22 @@ impl Media {
     pub async fn purge_remote(&self, before_ms: u64, limit: usize) -> Result<Purged> {
         let mut candidates = Vec::new();
         let mut remaining = 0;
-        for entry in MEDIA.iter_all(&self.db)? {
-            let (key, record) = entry?;
-            if key.0 == self.server_name.as_str() || record.file.is_none() || record.created_ms >= before_ms {
-                continue;
-            }
+        let mut consider = |key| {
             if candidates.len() < limit {
                 candidates.push(key);
             } else {
                 remaining += 1;
             }
+        };
+        for entry in MEDIA.iter_all(&self.db)? {
+            let (key, record) = entry?;
+            if key.0 == self.server_name.as_str() || record.file.is_none() || record.created_ms >= before_ms {
+                continue;
+            }
+            consider(key);
         }
+        // Remote thumbnails fetched without their original have no media record.
+        self.remote_thumbnails_before(before_ms)?.into_iter().for_each(&mut consider);
         self.purged(&candidates, remaining).await
     }
 

@@ -13,7 +13,11 @@
 //! `M_TOO_LARGE` when a local image has more pixels than `media.max_thumbnail_source_pixels`,
 //! 502 `M_TOO_LARGE` when a remote one does.
 
-use std::{io::BufReader, time::Duration};
+use std::{
+    collections::{BTreeSet, HashSet},
+    io::BufReader,
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -22,7 +26,7 @@ use ruma::{ServerName, api::error::ErrorKind};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Download, Media, REMOTE_FETCH_TIMEOUT, is_valid_media_id, store::{Placed, StoredFile},
+    Download, MEDIA, Media, REMOTE_FETCH_TIMEOUT, is_valid_media_id, store::{Placed, StoredFile},
     thumbnailer::{self, ResizeMethod, Thumbnail, ThumbnailError, ThumbnailSize},
     unknown_media,
 };
@@ -101,28 +105,52 @@ impl Media {
         self.serve_thumbnail(server, media_id, request, Source::Legacy).await
     }
 
-    /// Removes the thumbnails of a media item from the cache (their files stay: other media
-    /// may share them). For whoever deletes or purges media.
-    pub fn forget_thumbnails(&self, batch: &mut Batch, server: &ServerName, media_id: &str) -> Result<()> {
-        let prefix = (server.to_string(), media_id.to_owned());
-        for entry in THUMBNAILS.iter_prefix(&self.db, &prefix, Direction::Forward)? {
-            let (key, _) = entry?;
+    /// Stages the deletion of a media item's thumbnail records and returns the content hashes
+    /// of their files, for [`Media::delete`] to remove once nothing names them.
+    pub(super) fn stage_thumbnail_deletion(&self, batch: &mut Batch, media: &(String, String)) -> Result<Vec<String>> {
+        let mut hashes = Vec::new();
+        for entry in THUMBNAILS.iter_prefix(&self.db, media, Direction::Forward)? {
+            let (key, record) = entry?;
             THUMBNAILS.delete(batch, &key);
+            hashes.extend(record.file.map(|file| file.sha256));
         }
-        Ok(())
+        Ok(hashes)
     }
 
-    /// How many thumbnails of a media item are cached (tests and admin tools look).
-    pub fn cached_thumbnails(&self, server: &ServerName, media_id: &str) -> Result<usize> {
-        let prefix = (server.to_string(), media_id.to_owned());
-        Ok(THUMBNAILS.iter_prefix(&self.db, &prefix, Direction::Forward)?.count())
+    /// The content hash of every stored thumbnail file, for the reference check of a deletion.
+    pub(super) fn thumbnail_hashes(&self) -> Result<HashSet<String>> {
+        let mut hashes = HashSet::new();
+        for entry in THUMBNAILS.iter_all(&self.db)? {
+            let (_, record) = entry?;
+            hashes.extend(record.file.map(|file| file.sha256));
+        }
+        Ok(hashes)
+    }
+
+    /// Remote media of which only thumbnails are cached (fetched without the original), with
+    /// a thumbnail stored before `before_ms`: what a purge of the remote cache also deletes.
+    pub(super) fn remote_thumbnails_before(&self, before_ms: u64) -> Result<BTreeSet<(String, String)>> {
+        let mut found = BTreeSet::new();
+        for entry in THUMBNAILS.iter_all(&self.db)? {
+            let ((server, media_id, _), record) = entry?;
+            let media = (server, media_id);
+            if media.0 != self.server_name.as_str() && record.created_ms < before_ms && !MEDIA.contains(&self.db, &media)? {
+                found.insert(media);
+            }
+        }
+        Ok(found)
     }
 
     async fn serve_thumbnail(&self, server: &ServerName, media_id: &str, request: ThumbnailRequest, source: Source) -> Result<Download> {
         if !is_valid_media_id(media_id) {
             return Err(unknown_media());
         }
-        let key = (server.to_string(), media_id.to_owned(), request.cache_key());
+        // Quarantined media has no thumbnails either; deleted local media none left.
+        let media = (server.to_string(), media_id.to_owned());
+        if self.servable(&media)?.is_none() && *server == *self.server_name {
+            return Err(unknown_media());
+        }
+        let key = (media.0, media.1, request.cache_key());
         if let Some(record) = THUMBNAILS.get(&self.db, &key)? {
             if let Some(download) = self.open_thumbnail(server, media_id, &record, source).await? {
                 return Ok(download);
