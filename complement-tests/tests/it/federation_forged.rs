@@ -55,9 +55,9 @@ fn now_ms() -> u64 {
 /// A TLS listener for `axum::serve`: each accepted connection is handshaken before it is
 /// handed over (a failed handshake is skipped). Only Myelin connects, so doing the handshake
 /// inline is enough.
-struct TlsListener {
-    tcp: tokio::net::TcpListener,
-    tls: tokio_rustls::TlsAcceptor,
+pub(crate) struct TlsListener {
+    pub(crate) tcp: tokio::net::TcpListener,
+    pub(crate) tls: tokio_rustls::TlsAcceptor,
 }
 
 impl axum::serve::Listener for TlsListener {
@@ -81,7 +81,7 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-fn self_signed_tls() -> Arc<rustls::ServerConfig> {
+pub(crate) fn self_signed_tls() -> Arc<rustls::ServerConfig> {
     let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
     let cert = generated.cert.der().clone();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());

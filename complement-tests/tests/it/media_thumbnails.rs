@@ -253,6 +253,12 @@ async fn content_that_cannot_be_thumbnailed_and_bad_requests() {
     let negative = fetch(&server, &format!("/_matrix/client/v1/media/thumbnail/{origin}/{id}?width=-5&height=96"), &alice).await;
     assert_eq!(negative.status, StatusCode::BAD_REQUEST);
     fetch(&server, &thumbnail_path(&origin, &id, 96, 96, "crop"), &NoAuth).await.assert_error(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN");
+
+    // Media created but not uploaded yet: the download's answer once timeout_ms has passed.
+    let created = server.post("/_matrix/media/v1/create", &alice, &json!({})).await;
+    let (_, pending) = crate::media::mxc_parts(created.str_field("content_uri"));
+    let path = format!("{}&timeout_ms=0", thumbnail_path(&origin, &pending, 96, 96, "crop"));
+    fetch(&server, &path, &alice).await.assert_error(StatusCode::GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED");
 }
 
 #[tokio::test]
@@ -372,4 +378,65 @@ async fn thumbnails_follow_their_media_through_quarantine_deletion_and_purge() {
     home.delete(&format!("{ADMIN}/media/{origin}/{id}"), &root, &json!({})).await.ok();
     assert_eq!(stored(&home), 0, "{:?}", files_under(&media_dir(&home)));
     fetch(&home, &path, &alice).await.assert_error(StatusCode::NOT_FOUND, "M_NOT_FOUND");
+}
+
+/// A media server from before authenticated thumbnails: it serves
+/// `/_matrix/federation/v1/media/download/{id}` (one JPEG, whatever the ID) and answers
+/// everything else 404 `M_UNRECOGNIZED`. Returns its server name and the paths it was asked for.
+async fn download_only_media_server(jpeg: Vec<u8>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
+    use axum::http::Uri;
+    use axum::response::IntoResponse;
+
+    use crate::federation_forged::{TlsListener, self_signed_tls};
+
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let name = format!("127.0.0.1:{}", tcp.local_addr().expect("address").port());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = seen.clone();
+    let app = axum::Router::new().fallback(move |uri: Uri| {
+        let (jpeg, seen) = (jpeg.clone(), recorded.clone());
+        async move {
+            seen.lock().expect("lock").push(uri.path().to_owned());
+            if !uri.path().starts_with("/_matrix/federation/v1/media/download/") {
+                let body = json!({"errcode": "M_UNRECOGNIZED", "error": "not served here"});
+                return (axum::http::StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+            }
+            let mut body = b"--b0undary\r\nContent-Type: application/json\r\n\r\n{}\r\n--b0undary\r\nContent-Type: image/jpeg\r\n\r\n".to_vec();
+            body.extend_from_slice(&jpeg);
+            body.extend_from_slice(b"\r\n--b0undary--\r\n");
+            ([(axum::http::header::CONTENT_TYPE, "multipart/mixed; boundary=b0undary")], body).into_response()
+        }
+    });
+    let listener = TlsListener { tcp, tls: tokio_rustls::TlsAcceptor::from(self_signed_tls()) };
+    let serving = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (name, seen, serving)
+}
+
+#[tokio::test]
+async fn a_remote_server_without_the_thumbnail_endpoint_gets_its_original_thumbnailed_here() {
+    let myelin = federating_myelin().await;
+    let alice = myelin.register("alice", "pw").await;
+    let (remote, seen, serving) = download_only_media_server(encode(&picture(1200, 900), ImageFormat::Jpeg)).await;
+
+    let got = fetch(&myelin, &thumbnail_path(&remote, "oldServerMedia", 320, 240, "scale"), &alice).await;
+    assert_eq!(got.status, StatusCode::OK, "{}\n{:?}\n{}", String::from_utf8_lossy(&got.bytes), seen.lock().map(|s| s.clone()), myelin.all_logs());
+    assert_eq!((got.header("content-type"), decoded(&got, "fallback").dimensions()), ("image/jpeg", (320, 240)));
+    let asked = seen.lock().expect("lock").clone();
+    assert_eq!(
+        asked,
+        ["/_matrix/federation/v1/media/thumbnail/oldServerMedia", "/_matrix/federation/v1/media/download/oldServerMedia"],
+        "the thumbnail first, then the original"
+    );
+    let stored = files_under(&media_dir(&myelin)).into_iter().filter(|f| !f.starts_with(media_dir(&myelin).join("tmp"))).count();
+    assert_eq!(stored, 2, "the original and the thumbnail made of it");
+
+    // Both are cached: another size is made here without asking the remote server again.
+    let crop = fetch(&myelin, &thumbnail_path(&remote, "oldServerMedia", 32, 32, "crop"), &alice).await;
+    assert_eq!(decoded(&crop, "fallback crop").dimensions(), (32, 32));
+    assert_eq!(seen.lock().expect("lock").len(), 2, "the remote server was not asked again");
+    serving.abort();
+    let again = fetch(&myelin, &thumbnail_path(&remote, "oldServerMedia", 320, 240, "scale"), &alice).await;
+    assert!(again.status == StatusCode::OK && again.bytes == got.bytes);
 }

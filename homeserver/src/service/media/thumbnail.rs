@@ -147,9 +147,11 @@ impl Media {
         }
         // Quarantined media has no thumbnails either; deleted local media none left.
         let media = (server.to_string(), media_id.to_owned());
-        if self.servable(&media)?.is_none() && *server == *self.server_name {
+        let original = self.servable(&media)?;
+        if original.is_none() && *server == *self.server_name {
             return Err(unknown_media());
         }
+        let original_cached = original.is_some_and(|record| record.file.is_some());
         let key = (media.0, media.1, request.cache_key());
         if let Some(record) = THUMBNAILS.get(&self.db, &key)? {
             if let Some(download) = self.open_thumbnail(server, media_id, &record, source).await? {
@@ -158,7 +160,9 @@ impl Media {
         }
         // The file stays held until its record is committed (see `store::Placed`).
         let (record, _placed) = match source {
-            Source::Client { wait } if *server != *self.server_name => match self.fetch_remote_thumbnail(server, media_id, request, wait).await {
+            // Remote media whose original we do not hold: its server's thumbnail, or, from a
+            // server without the endpoint, its original thumbnailed here.
+            Source::Client { wait } if *server != *self.server_name && !original_cached => match self.fetch_remote_thumbnail(server, media_id, request, wait).await {
                 Err(e) if e.errcode() == "M_UNRECOGNIZED" => self.make_thumbnail(server, media_id, request, source).await?,
                 fetched => fetched?,
             },

@@ -12,7 +12,7 @@
 use std::io::{BufRead, Cursor, Seek};
 
 use image::{
-    AnimationDecoder, DynamicImage, Frame, ImageDecoder, ImageFormat, ImageReader, Limits,
+    AnimationDecoder, DynamicImage, Frame, ImageDecoder, ImageFormat, ImageReader, Limits, metadata::Orientation,
     codecs::{gif::GifDecoder, gif::GifEncoder, gif::Repeat, jpeg::JpegDecoder, jpeg::JpegEncoder, png::PngDecoder,
         png::PngEncoder, webp::WebPDecoder},
 };
@@ -144,11 +144,17 @@ pub fn make_thumbnail<R: BufRead + Seek>(
             let mut decoder = JpegDecoder::new(source)?;
             let (width, height) = decoder.dimensions();
             check_pixels((width, height), max_pixels)?;
-            if size.covers(u64::from(width), u64::from(height)) {
+            // Photos are often stored sideways with an EXIF orientation; sizes are of the
+            // image as shown.
+            let orientation = decoder.orientation()?;
+            let (shown_width, shown_height) = match orientation {
+                Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH => (height, width),
+                _ => (width, height),
+            };
+            if size.covers(u64::from(shown_width), u64::from(shown_height)) {
                 return Ok(Thumbnail::Original);
             }
             decoder.set_limits(decoder_limits(max_pixels))?;
-            let orientation = decoder.orientation()?;
             let mut image = DynamicImage::from_decoder(decoder)?;
             image.apply_orientation(orientation);
             encode_still(&resize(&image, size), ImageFormat::Jpeg)
@@ -366,6 +372,25 @@ mod tests {
         let (bytes, content_type, ..) = generated(make_thumbnail(Cursor::new(&jpeg), crop, false, u64::MAX).unwrap());
         assert_eq!(content_type, "image/jpeg");
         assert_eq!(image::guess_format(&bytes).unwrap(), ImageFormat::Jpeg);
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        // A 1000x500 JPEG whose EXIF says "rotate 90°": shown as 500x1000.
+        let exif = [
+            b'I', b'I', 42, 0, 8, 0, 0, 0, // TIFF header, little-endian, first IFD at 8
+            1, 0, // one entry
+            0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, // Orientation (SHORT) = 6
+            0, 0, 0, 0, // no next IFD
+        ];
+        let image = DynamicImage::ImageRgb8(RgbImage::from_pixel(1000, 500, image::Rgb([200, 10, 10])));
+        let mut jpeg = Cursor::new(Vec::new());
+        let mut encoder = JpegEncoder::new(&mut jpeg);
+        image::ImageEncoder::set_exif_metadata(&mut encoder, exif.to_vec()).unwrap();
+        image.write_with_encoder(encoder).unwrap();
+        let scale = ThumbnailSize { width: 320, height: 240, method: ResizeMethod::Scale };
+        let (_, _, width, height) = generated(make_thumbnail(Cursor::new(jpeg.into_inner()), scale, false, u64::MAX).unwrap());
+        assert_eq!((width, height), (120, 240));
     }
 
     #[test]
