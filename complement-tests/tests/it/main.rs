@@ -9,6 +9,7 @@ mod account_features;
 mod admin;
 mod discovery;
 mod e2ee;
+mod e2ee_sdk;
 mod errors;
 mod federation_forged;
 mod federation_rooms;
