@@ -335,7 +335,7 @@ cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
 memory="$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
 os="$(. /etc/os-release && echo "$PRETTY_NAME")"
 machine="$(nproc) vCPU ($cpu), $memory, $os, Linux $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
-myelin_desc="$("$bin" --version 2>/dev/null || echo myelin), $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$repo" && git diff --quiet HEAD -- homeserver 2>/dev/null || echo ' with uncommitted changes'), RocksDB, every acknowledged write fsynced (WAL, group commit)"
+myelin_desc="$("$bin" --version 2>/dev/null || echo myelin), binary built $(date -u -r "$bin" '+%Y-%m-%d %H:%M UTC') (the tree's HEAD was $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$repo" && git diff --quiet HEAD -- homeserver 2>/dev/null || echo ', with uncommitted changes') when the run ended), RocksDB, every acknowledged write fsynced (WAL, group commit)"
 synapse_desc="$SYNAPSE_VERSION on Python $("$python" -c 'import platform; print(platform.python_version())'), $([[ $postgres == 1 ]] && echo "PostgreSQL $(pg_lsclusters --no-header | awk 'NR==1 {print $1}') (fsync and synchronous_commit on)" || echo 'SQLite (WAL, synchronous=FULL: every commit fsynced)')"
 "$bench" report --dir "$out" --date "$(date -u '+%Y-%m-%d %H:%M UTC'), $elapsed s for the whole run" \
     --machine "$machine" --myelin "$myelin_desc" --synapse "$synapse_desc" --pinning "$pinning" \

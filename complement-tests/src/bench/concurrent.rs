@@ -55,6 +55,8 @@ pub struct ConcurrentReport {
     pub cells: Vec<Cell>,
     /// Untimed preparation (accounts, rooms, joins).
     pub setup: Duration,
+    /// Setup oddities (e.g. two new rooms with the same ID).
+    pub warnings: Vec<String>,
 }
 
 impl Cell {
@@ -82,6 +84,7 @@ pub async fn run(
     .await?;
     let creator = setup::register(api, registration, &format!("bench-{run}-owner")).await?;
     let mut room_sets = Vec::new();
+    let mut warnings = Vec::new();
     for &rooms in &params.rooms {
         let name = format!("myelin-bench concurrent {run} R{rooms}");
         let ids =
@@ -91,6 +94,14 @@ pub async fn run(
             async move { setup::join(&api, &user, &room).await }
         })
         .await?;
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        if distinct.len() != ids.len() {
+            warnings.push(format!(
+                "{} createRoom calls returned only {} distinct room IDs",
+                ids.len(),
+                distinct.len()
+            ));
+        }
         room_sets.push(ids);
     }
     let setup = setup_started.elapsed();
@@ -121,6 +132,7 @@ pub async fn run(
         params,
         cells,
         setup,
+        warnings,
     })
 }
 
@@ -200,7 +212,7 @@ async fn run_cell(
 impl ConcurrentReport {
     /// No failed request.
     pub fn healthy(&self) -> bool {
-        self.cells.iter().all(|c| c.failures.count == 0)
+        self.cells.iter().all(|c| c.failures.count == 0) && self.warnings.is_empty()
     }
 
     /// The cell with the highest throughput among those whose p99 is below
@@ -237,6 +249,7 @@ impl ConcurrentReport {
             "cells": self.cells.iter().map(cell_json).collect::<Vec<_>>(),
             "best_p99_under_50ms": self.best_within(Duration::from_millis(50)).map(cell_json),
             "best_any_p99": self.best_within(Duration::MAX).map(cell_json),
+            "warnings": self.warnings,
             "healthy": self.healthy(),
         })
     }
@@ -266,6 +279,9 @@ impl ConcurrentReport {
                 s.max_us as f64 / 1e3,
                 cell.failures.count,
             ));
+        }
+        for warning in &self.warnings {
+            out.push_str(&format!("  !! {warning}\n"));
         }
         for cell in &self.cells {
             out.push_str(&cell.failures.render(&format!(
