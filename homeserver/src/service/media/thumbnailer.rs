@@ -312,8 +312,12 @@ mod tests {
 
     fn encoded(width: u32, height: u32, format: ImageFormat) -> Vec<u8> {
         let image = RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+        encoded_image(DynamicImage::ImageRgb8(image), format)
+    }
+
+    fn encoded_image(image: DynamicImage, format: ImageFormat) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
-        DynamicImage::ImageRgb8(image).write_to(&mut out, format).unwrap();
+        image.write_to(&mut out, format).unwrap();
         out.into_inner()
     }
 
@@ -421,6 +425,45 @@ mod tests {
         // More frames than the pixel budget allows: a still image rather than a bomb.
         let (_, content_type, ..) = generated(make_thumbnail(Cursor::new(&gif), size, true, 400 * 400 * 2).unwrap());
         assert_eq!(content_type, "image/png");
+    }
+
+    /// An animated WebP of `colours.len()` frames, put together from the lossless still frames
+    /// the image crate encodes (it cannot encode animations): VP8X with the animation flag,
+    /// ANIM, then one ANMF chunk around each frame's VP8L chunk.
+    fn animated_webp(width: u32, height: u32, colours: &[[u8; 3]]) -> Vec<u8> {
+        fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+            out.extend_from_slice(kind);
+            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            out.extend_from_slice(data);
+            if data.len() % 2 == 1 {
+                out.push(0);
+            }
+        }
+        let u24 = |value: u32| value.to_le_bytes()[..3].to_vec();
+        let mut body = b"WEBP".to_vec();
+        chunk(&mut body, b"VP8X", &[&[0x02, 0, 0, 0][..], &u24(width - 1), &u24(height - 1)].concat());
+        chunk(&mut body, b"ANIM", &[255, 255, 255, 255, 0, 0]);
+        for colour in colours {
+            let still = encoded_image(DynamicImage::ImageRgb8(RgbImage::from_pixel(width, height, image::Rgb(*colour))), ImageFormat::WebP);
+            assert_eq!(&still[12..16], b"VP8L", "a simple lossless WebP");
+            let frame = [&[0u8; 6][..], &u24(width - 1), &u24(height - 1), &u24(100), &[0], &still[12..]].concat();
+            chunk(&mut body, b"ANMF", &frame);
+        }
+        [&b"RIFF"[..], &(body.len() as u32).to_le_bytes(), &body].concat()
+    }
+
+    #[test]
+    fn animated_webp_becomes_an_animated_gif() {
+        let webp = animated_webp(300, 200, &[[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]]);
+        let size = ThumbnailSize { width: 32, height: 32, method: ResizeMethod::Crop };
+        let (bytes, content_type, ..) = generated(make_thumbnail(Cursor::new(&webp), size, true, u64::MAX).unwrap());
+        assert_eq!(content_type, "image/gif");
+        let frames = GifDecoder::new(Cursor::new(&bytes)).unwrap().into_frames().collect_frames().unwrap();
+        assert_eq!(frames.len(), 4);
+        let [red, green, blue, _] = frames[2].buffer().get_pixel(16, 16).0;
+        assert!(red < 20 && green < 20 && blue > 235, "the third frame is blue: {:?}", (red, green, blue));
+        let (_, content_type, width, height) = generated(make_thumbnail(Cursor::new(&webp), size, false, u64::MAX).unwrap());
+        assert_eq!((content_type, width, height), ("image/png", 32, 32));
     }
 
     #[test]
