@@ -242,6 +242,9 @@ async fn content_that_cannot_be_thumbnailed_and_bad_requests() {
         // Spec v1.16: 400 when "the server cannot thumbnail the content" (Synapse: 400 M_UNKNOWN).
         fetch(&server, &thumbnail_path(&origin, &id, 96, 96, "crop"), &alice).await.assert_error(StatusCode::BAD_REQUEST, "M_UNKNOWN");
     }
+    // The default pixel limit (32 megapixels) refuses a 30000 x 30000 header too.
+    let (origin, bomb) = upload(&server, &alice, &png_claiming(30_000, 30_000), "image/png", None).await;
+    fetch(&server, &thumbnail_path(&origin, &bomb, 96, 96, "crop"), &alice).await.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE");
     let origin = server.server_name();
     fetch(&server, &thumbnail_path(origin, "doesNotExist", 96, 96, "crop"), &alice).await.assert_error(StatusCode::NOT_FOUND, "M_NOT_FOUND");
     fetch(&server, &thumbnail_path(origin, "bad.id", 96, 96, "crop"), &alice).await.assert_error(StatusCode::NOT_FOUND, "M_NOT_FOUND");

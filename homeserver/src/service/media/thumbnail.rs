@@ -162,10 +162,12 @@ impl Media {
         let (record, _placed) = match source {
             // Remote media whose original we do not hold: its server's thumbnail, or, from a
             // server without the endpoint, its original thumbnailed here.
-            Source::Client { wait } if *server != *self.server_name && !original_cached => match self.fetch_remote_thumbnail(server, media_id, request, wait).await {
-                Err(e) if e.errcode() == "M_UNRECOGNIZED" => self.make_thumbnail(server, media_id, request, source).await?,
-                fetched => fetched?,
-            },
+            Source::Client { wait } if *server != *self.server_name && !original_cached => {
+                match self.fetch_remote_thumbnail(server, media_id, request, wait).await {
+                    Err(e) if e.errcode() == "M_UNRECOGNIZED" => self.make_thumbnail(server, media_id, request, source).await?,
+                    fetched => fetched?,
+                }
+            }
             _ => self.make_thumbnail(server, media_id, request, source).await?,
         };
         let mut batch = Batch::new();
