@@ -65,15 +65,15 @@ fn fallback_key(session: &Session, key: &SigningKey, name: &str) -> Value {
     json!({ format!("signed_curve25519:{name}"): signed })
 }
 
-async fn upload(server: &TestServer, session: &Session, body: Value) -> Resp {
+async fn upload(server: &impl HttpPeer, session: &Session, body: Value) -> Resp {
     server.post(&format!("{KEYS}/upload"), session, &body).await
 }
 
-async fn query(server: &TestServer, session: &Session, user: &str) -> Value {
+async fn query(server: &impl HttpPeer, session: &Session, user: &str) -> Value {
     server.post(&format!("{KEYS}/query"), session, &json!({ "device_keys": { user: [] } })).await.ok().clone()
 }
 
-async fn claim(server: &TestServer, session: &Session, user: &str, device: &str) -> Value {
+async fn claim(server: &impl HttpPeer, session: &Session, user: &str, device: &str) -> Value {
     let body = json!({ "one_time_keys": { user: { device: "signed_curve25519" } } });
     server.post(&format!("{KEYS}/claim"), session, &body).await.ok().clone()
 }
@@ -488,61 +488,97 @@ async fn key_backup_versions_and_keys() {
     assert_matrix_error(&server.get(&format!("{version_path}/{v2}"), &bob).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
 }
 
+/// `/sync` on any server (Myelin or Synapse).
+async fn peer_sync(server: &impl HttpPeer, who: &Session, query: &str) -> Value {
+    server.get(&format!("/_matrix/client/v3/sync?{query}"), who).await.ok().clone()
+}
+
 #[tokio::test]
-async fn keys_and_to_device_messages_cross_servers() {
-    use crate::federation_rooms::{eventually, federating_myelin};
-    let home = federating_myelin().await;
-    let away = federating_myelin().await;
-    let alice = home.register("alice", "pw").await;
-    let bob = away.register("bob", "pw").await;
-    let room = public_room(&home, &alice).await;
-    let via = home.server_name().to_owned();
-    away.post(&format!("/_matrix/client/v3/join/{}?server_name={via}", enc(&room)), &bob, &json!({})).await.ok();
-    let bob_key = key_pair(50);
-    upload(&away, &bob, json!({
-        "device_keys": device_keys(&bob, &bob_key),
-        "one_time_keys": one_time_keys(&bob, &bob_key, ["A".to_owned(), "B".to_owned()]),
+async fn keys_and_to_device_messages_between_two_myelins() {
+    let myelin = crate::federation_rooms::federating_myelin().await;
+    let other = crate::federation_rooms::federating_myelin().await;
+    let bob = other.register("bob", "pw").await;
+    keys_across_servers(&myelin, &other, &bob, || other.all_logs()).await;
+}
+
+#[tokio::test]
+async fn keys_and_to_device_messages_between_myelin_and_synapse() {
+    let myelin = crate::federation_rooms::federating_myelin().await;
+    let synapse = crate::federation_rooms::federating_synapse().await;
+    let bob = synapse.register("bob", "pw").await;
+    keys_across_servers(&myelin, &synapse, &bob, || synapse.logs()).await;
+}
+
+/// Alice on `myelin`, Bob on `other` (Myelin or Synapse), in a room on Myelin: each reads and
+/// claims the other's keys over federation, to-device messages go both ways, and a new device
+/// of Alice's reaches Bob's sync and his queries.
+async fn keys_across_servers(myelin: &TestServer, other: &impl HttpPeer, bob: &Session, other_logs: impl Fn() -> String) {
+    use crate::federation_rooms::eventually;
+    let alice = myelin.register("alice", "pw").await;
+    let room = public_room(myelin, &alice).await;
+    let via = myelin.server_name().to_owned();
+    other.post(&format!("/_matrix/client/v3/join/{}?server_name={via}", enc(&room)), bob, &json!({})).await.ok();
+    let (alice_key, bob_key) = (key_pair(60), key_pair(61));
+    upload(myelin, &alice, json!({
+        "device_keys": device_keys(&alice, &alice_key),
+        "one_time_keys": one_time_keys(&alice, &alice_key, ["A1".to_owned()]),
     }))
     .await
     .ok();
-    let logs = || format!("home:\n{}\naway:\n{}", home.all_logs(), away.all_logs());
+    upload(other, bob, json!({
+        "device_keys": device_keys(bob, &bob_key),
+        "one_time_keys": one_time_keys(bob, &bob_key, ["B1".to_owned()]),
+    }))
+    .await
+    .ok();
+    let logs = || format!("myelin:\n{}\nother:\n{}", myelin.all_logs(), other_logs());
 
-    // Alice's server asks Bob's for his keys, and claims one of his one-time keys.
-    let seen = query(&home, &alice, &bob.user_id).await;
-    assert_eq!(seen["device_keys"][&bob.user_id][&bob.device_id]["keys"], device_keys(&bob, &bob_key)["keys"], "{seen}\n{}", logs());
-    let claimed = claim(&home, &alice, &bob.user_id, &bob.device_id).await;
-    let (key_id, _) = claimed_key(&claimed, &bob.user_id, &bob.device_id).unwrap_or_else(|| panic!("{claimed}"));
-    assert!(key_id == "signed_curve25519:A" || key_id == "signed_curve25519:B", "{claimed}");
-    assert_eq!(away.post(&format!("{KEYS}/upload"), &bob, &json!({})).await.ok()["one_time_key_counts"]["signed_curve25519"], 1);
+    // Each side reads the other's device keys and claims its one-time key over federation.
+    let bob_seen = query(myelin, &alice, &bob.user_id).await;
+    assert_eq!(bob_seen["device_keys"][&bob.user_id][&bob.device_id]["keys"], device_keys(bob, &bob_key)["keys"], "{bob_seen}\n{}", logs());
+    let claimed = claim(myelin, &alice, &bob.user_id, &bob.device_id).await;
+    assert_eq!(claimed_key(&claimed, &bob.user_id, &bob.device_id).map(|(id, _)| id).as_deref(), Some("signed_curve25519:B1"), "{claimed}");
+    let alice_seen = query(other, bob, &alice.user_id).await;
+    assert_eq!(alice_seen["device_keys"][&alice.user_id][&alice.device_id]["keys"], device_keys(&alice, &alice_key)["keys"], "{alice_seen}\n{}", logs());
+    let claimed = claim(other, bob, &alice.user_id, &alice.device_id).await;
+    assert_eq!(claimed_key(&claimed, &alice.user_id, &alice.device_id).map(|(id, _)| id).as_deref(), Some("signed_curve25519:A1"), "{claimed}");
 
-    // A to-device message reaches Bob's device through his server.
-    let bob_token = next_batch(&sync(&away, &bob, "timeout=0").await);
-    let path = format!("/_matrix/client/v3/sendToDevice/m.room_key_request/{}", txn_id());
-    home.put(&path, &alice, &json!({ "messages": { bob.user_id.as_str(): { bob.device_id.as_str(): { "hello": "bob" } } } })).await.ok();
-    let delivered = eventually(
-        "the to-device message on Bob's server",
-        async || {
-            let got = sync(&away, &bob, &format!("timeout=1000&since={bob_token}")).await;
-            to_device_events(&got).first().cloned()
-        },
+    // To-device messages both ways.
+    let alice_token = next_batch(&sync(myelin, &alice, "timeout=0").await);
+    let bob_token = peer_sync(other, bob, "timeout=0").await["next_batch"].as_str().unwrap_or_default().to_owned();
+    let message = |to: &Session, n: u32| json!({ "messages": { to.user_id.as_str(): { to.device_id.as_str(): { "n": n } } } });
+    myelin.put(&format!("/_matrix/client/v3/sendToDevice/m.room_key_request/{}", txn_id()), &alice, &message(bob, 1)).await.ok();
+    other.put(&format!("/_matrix/client/v3/sendToDevice/m.room_key_request/{}", txn_id()), bob, &message(&alice, 2)).await.ok();
+    let at_bob = eventually(
+        "Alice's to-device message on Bob's server",
+        async || to_device_events(&peer_sync(other, bob, &format!("timeout=1000&since={bob_token}")).await).first().cloned(),
         logs,
     )
     .await;
-    assert_eq!(delivered, json!({"sender": alice.user_id, "type": "m.room_key_request", "content": {"hello": "bob"}}));
+    assert_eq!((at_bob["sender"].clone(), at_bob["content"]["n"].clone()), (json!(alice.user_id), json!(1)), "{at_bob}");
+    let at_alice = eventually(
+        "Bob's to-device message on Alice's server",
+        async || to_device_events(&sync(myelin, &alice, &format!("timeout=1000&since={alice_token}")).await).first().cloned(),
+        logs,
+    )
+    .await;
+    assert_eq!((at_alice["sender"].clone(), at_alice["content"]["n"].clone()), (json!(bob.user_id), json!(2)), "{at_alice}");
 
-    // Bob adds a device with keys: Alice hears of it, and queries it from his server.
-    let alice_token = next_batch(&sync(&home, &alice, "timeout=0").await);
-    let laptop = away.login("bob", "pw").await;
-    upload(&away, &laptop, json!({"device_keys": device_keys(&laptop, &key_pair(51))})).await.ok();
+    // Alice adds a device: Bob's server hears of it (m.device_list_update) and tells Bob.
+    let mut bob_token = peer_sync(other, bob, &format!("timeout=0&since={bob_token}")).await["next_batch"].as_str().unwrap_or_default().to_owned();
+    let laptop = myelin.login("alice", "pw").await;
+    upload(myelin, &laptop, json!({"device_keys": device_keys(&laptop, &key_pair(62))})).await.ok();
     eventually(
-        "Bob's device-list change on Alice's server",
+        "Alice's new device in Bob's sync",
+        // Like a client, each sync goes on from the last one.
         async || {
-            let got = sync(&home, &alice, &format!("timeout=1000&since={alice_token}")).await;
-            changed(&got).contains(&bob.user_id).then_some(())
+            let got = peer_sync(other, bob, &format!("timeout=1000&since={bob_token}")).await;
+            bob_token = got["next_batch"].as_str().unwrap_or_default().to_owned();
+            changed(&got).contains(&alice.user_id).then_some(())
         },
         logs,
     )
     .await;
-    let seen = query(&home, &alice, &bob.user_id).await;
-    assert!(seen["device_keys"][&bob.user_id][&laptop.device_id].is_object(), "{seen}");
+    let alice_seen = query(other, bob, &alice.user_id).await;
+    assert!(alice_seen["device_keys"][&alice.user_id][&laptop.device_id].is_object(), "{alice_seen}\n{}", logs());
 }

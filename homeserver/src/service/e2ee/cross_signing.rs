@@ -16,7 +16,7 @@ use ruma::{OwnedUserId, UserId, encryption::CrossSigningKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{E2ee, keys::merge_signatures, signatures};
+use super::{E2ee, device_lists::ListChange, keys::merge_signatures, signatures};
 use crate::error::{Error, Result};
 
 pub const CROSS_SIGNING_KEYS_TABLE: &str = "userid_usage_crosssigningkey";
@@ -52,6 +52,12 @@ pub struct CrossSigningUpload {
 pub struct SignatureFailure {
     pub errcode: &'static str,
     pub error: String,
+}
+
+/// Which kind of key an accepted signature was on.
+enum SignedKey {
+    Device(ruma::OwnedDeviceId),
+    CrossSigning,
 }
 
 fn failure(errcode: &'static str, error: impl Into<String>) -> SignatureFailure {
@@ -148,8 +154,8 @@ impl E2ee {
         if !changed {
             return Ok(());
         }
-        let ticket = self.stage_device_list_change(&mut batch, user)?;
-        self.commit_device_list_change(batch, user, ticket).await
+        let staged = self.stage_device_list_change(&mut batch, user, ListChange::CrossSigning)?;
+        self.commit_device_list_change(batch, user, staged).await
     }
 
     /// Adds uploaded signatures after verifying each: the sender's self-signing key on their
@@ -166,6 +172,7 @@ impl E2ee {
             let _guard = self.lock_user(&target).await;
             let mut batch = Batch::new();
             let mut changed = false;
+            let mut signed_devices = Vec::new();
             for (key_id, object) in objects {
                 let outcome = if target == sender {
                     self.add_own_signatures(&mut batch, sender, &key_id, &object)
@@ -173,7 +180,11 @@ impl E2ee {
                     self.add_foreign_signatures(&mut batch, sender, &target, &key_id, &object)
                 };
                 match outcome {
-                    Ok(()) => changed = true,
+                    Ok(SignedKey::Device(device)) => {
+                        changed = true;
+                        signed_devices.push(device);
+                    }
+                    Ok(SignedKey::CrossSigning) => changed = true,
                     Err(refused) => {
                         failures.entry(target.clone()).or_default().insert(key_id, refused);
                     }
@@ -185,14 +196,15 @@ impl E2ee {
             // Own signatures change what everyone sees of the user; a signature on another
             // user's key only what the signer's other devices see.
             let announced = if target == sender { target.as_ref() } else { sender };
-            let ticket = self.stage_device_list_change(&mut batch, announced)?;
-            self.commit_device_list_change(batch, announced, ticket).await?;
+            let change = if signed_devices.is_empty() { ListChange::CrossSigning } else { ListChange::Devices(signed_devices) };
+            let staged = self.stage_device_list_change(&mut batch, announced, change)?;
+            self.commit_device_list_change(batch, announced, staged).await?;
         }
         Ok(failures)
     }
 
     /// A signature by the user on one of their own devices or on their master key.
-    fn add_own_signatures(&self, batch: &mut Batch, user: &UserId, key_id: &str, object: &Value) -> Result<(), SignatureFailure> {
+    fn add_own_signatures(&self, batch: &mut Batch, user: &UserId, key_id: &str, object: &Value) -> Result<SignedKey, SignatureFailure> {
         let stored_failure = |e: Error| failure("M_UNKNOWN", e.to_string());
         let master = self.cross_signing_key(user, MASTER).map_err(stored_failure)?;
         if let Some(master) = master.filter(|m| signatures::cross_signing_public_key(m).is_some_and(|(_, public)| public == key_id)) {
@@ -204,7 +216,8 @@ impl E2ee {
                 keys.get("keys")?.get(signer_key_id)?.as_str().map(str::to_owned)
             })?;
             let merged = merge_signatures(master, &new_signatures);
-            return CROSS_SIGNING_KEYS.put(batch, &cs_key(user, MASTER), &merged).map_err(|e| failure("M_UNKNOWN", e.to_string()));
+            CROSS_SIGNING_KEYS.put(batch, &cs_key(user, MASTER), &merged).map_err(|e| failure("M_UNKNOWN", e.to_string()))?;
+            return Ok(SignedKey::CrossSigning);
         }
         let device_id: &ruma::DeviceId = key_id.into();
         let device_keys = self
@@ -216,7 +229,8 @@ impl E2ee {
             (signer_key_id == self_signing.0).then(|| self_signing.1.clone())
         })?;
         let merged = merge_signatures(device_keys, &new_signatures);
-        self.stage_device_keys(batch, user, device_id, &merged).map_err(|e| failure("M_UNKNOWN", e.to_string()))
+        self.stage_device_keys(batch, user, device_id, &merged).map_err(|e| failure("M_UNKNOWN", e.to_string()))?;
+        Ok(SignedKey::Device(device_id.to_owned()))
     }
 
     /// The (key ID, public key) of `user`'s self-signing or user-signing key, which signs.
@@ -235,7 +249,7 @@ impl E2ee {
         target: &UserId,
         key_id: &str,
         object: &Value,
-    ) -> Result<(), SignatureFailure> {
+    ) -> Result<SignedKey, SignatureFailure> {
         let stored_failure = |e: Error| failure("M_UNKNOWN", e.to_string());
         let master = self
             .cross_signing_key(target, MASTER)
@@ -255,7 +269,8 @@ impl E2ee {
             .collect();
         FOREIGN_SIGNATURES
             .put(batch, &(target.to_string(), signer.to_string()), &ForeignSignatures { master_key_id, signatures })
-            .map_err(|e| failure("M_UNKNOWN", e.to_string()))
+            .map_err(|e| failure("M_UNKNOWN", e.to_string()))?;
+        Ok(SignedKey::CrossSigning)
     }
 }
 

@@ -12,7 +12,8 @@
 use std::collections::BTreeSet;
 
 use myelin_storage::{Batch, Direction, Table};
-use ruma::UserId;
+use ruma::{OwnedDeviceId, UserId};
+use serde_json::{Value, json};
 
 use super::E2ee;
 use crate::{error::Result, service::rooms::timeline::StreamTicket};
@@ -25,27 +26,31 @@ const CHANGES: Table<u64, String> = Table::new(STREAM_TABLE);
 const LATEST: Table<String, u64> = Table::new(LATEST_TABLE);
 
 impl E2ee {
-    /// Stages a change of `user`'s device list at a new stream position. The ticket must live
-    /// until the batch is written; hand both to [`E2ee::commit_device_list_change`].
-    pub(super) fn stage_device_list_change(&self, batch: &mut Batch, user: &UserId) -> Result<StreamTicket> {
+    /// Stages a change of `user`'s device list at a new stream position. The result holds the
+    /// position until the batch is written; hand both to [`E2ee::commit_device_list_change`].
+    pub(super) fn stage_device_list_change(&self, batch: &mut Batch, user: &UserId, change: ListChange) -> Result<StagedListChange> {
         let ticket = self.rooms.stream.allocate()?;
-        if let Some(previous) = LATEST.get(&self.db, &user.to_string())? {
+        let previous = LATEST.get(&self.db, &user.to_string())?;
+        if let Some(previous) = previous {
             CHANGES.delete(batch, &previous);
         }
         LATEST.put(batch, &user.to_string(), &ticket.position)?;
         CHANGES.put(batch, &ticket.position, &user.to_string())?;
-        Ok(ticket)
+        Ok(StagedListChange { ticket, previous, change })
     }
 
-    /// Writes a batch carrying a device-list change and wakes everyone who must hear of it.
-    pub(super) async fn commit_device_list_change(&self, batch: Batch, user: &UserId, ticket: StreamTicket) -> Result<()> {
+    /// Writes a batch carrying a device-list change and wakes everyone who must hear of it,
+    /// here and on the servers of those who share a room with a local user.
+    pub(super) async fn commit_device_list_change(&self, batch: Batch, user: &UserId, staged: StagedListChange) -> Result<()> {
         self.db.write_async(batch).await?;
+        let StagedListChange { ticket, previous, change } = staged;
         let position = ticket.position;
         drop(ticket);
         let audience = self.users_sharing_rooms(user.as_str())?;
         self.rooms.notifier.notify(audience.iter().map(String::as_str), position);
         if self.is_local(user) {
-            self.send_device_list_update(user, position, &audience).await?;
+            let edus = self.device_list_edus(user, position, previous, change)?;
+            self.send_to_servers_of(&audience, &edus).await?;
         }
         Ok(())
     }
@@ -61,8 +66,8 @@ impl E2ee {
     /// remote keys are not cached here).
     pub async fn remote_device_list_changed(&self, user: &UserId) -> Result<()> {
         let mut batch = Batch::new();
-        let ticket = self.stage_device_list_change(&mut batch, user)?;
-        self.commit_device_list_change(batch, user, ticket).await
+        let staged = self.stage_device_list_change(&mut batch, user, ListChange::Remote)?;
+        self.commit_device_list_change(batch, user, staged).await
     }
 
     /// `user` and everyone joined to a room `user` is joined to.
@@ -122,33 +127,70 @@ impl E2ee {
     }
 }
 
+/// What changed in a device list, which decides what other servers are told.
+pub enum ListChange {
+    /// These devices uploaded (or got signatures on) their keys.
+    Devices(Vec<OwnedDeviceId>),
+    /// These devices were deleted.
+    Deleted(Vec<OwnedDeviceId>),
+    /// The user's cross-signing keys changed.
+    CrossSigning,
+    /// Another server's user: nothing to tell other servers.
+    Remote,
+}
+
+/// A device-list change staged in a batch, holding its stream position until the write.
+pub struct StagedListChange {
+    ticket: StreamTicket,
+    previous: Option<u64>,
+    change: ListChange,
+}
+
 impl E2ee {
-    /// Tells the servers of everyone sharing a room with our `user` that the user's devices
-    /// changed (`m.device_list_update`, one per device, with its keys or `deleted`); they
-    /// fetch the rest with `/user/devices` when they need it.
-    async fn send_device_list_update(&self, user: &UserId, position: u64, audience: &BTreeSet<String>) -> Result<()> {
+    /// The EDUs telling other servers of a change of our `user`'s devices. A single device's
+    /// update names the previous position as `prev_id`, so a server that saw it applies the
+    /// update as is; several at once carry none, which makes servers refetch the whole list
+    /// with `/user/devices`. Cross-signing changes go out as `m.signing_key_update`.
+    fn device_list_edus(&self, user: &UserId, position: u64, previous: Option<u64>, change: ListChange) -> Result<Vec<Value>> {
+        let (devices, deleted) = match change {
+            ListChange::Remote => return Ok(Vec::new()),
+            ListChange::CrossSigning => {
+                let mut content = json!({ "user_id": user });
+                for (field, usage) in [("master_key", super::cross_signing::MASTER), ("self_signing_key", super::cross_signing::SELF_SIGNING)] {
+                    if let Some(key) = self.cross_signing_key(user, usage)? {
+                        content[field] = key;
+                    }
+                }
+                return Ok(vec![json!({ "edu_type": "m.signing_key_update", "content": content })]);
+            }
+            ListChange::Devices(devices) => (devices, false),
+            ListChange::Deleted(devices) => (devices, true),
+        };
+        let prev_id: Vec<u64> = if devices.len() == 1 { previous.into_iter().collect() } else { Vec::new() };
+        let mut edus = Vec::new();
+        for device in devices {
+            let mut content = json!({ "user_id": user, "device_id": device, "stream_id": position, "prev_id": prev_id });
+            if deleted {
+                content["deleted"] = json!(true);
+            } else if let Some(keys) = self.device_keys_of(user, &device)? {
+                content["keys"] = keys;
+            }
+            edus.push(json!({ "edu_type": "m.device_list_update", "content": content }));
+        }
+        Ok(edus)
+    }
+
+    /// Queues `edus` for the servers (other than ours) of the users in `audience`.
+    async fn send_to_servers_of(&self, audience: &BTreeSet<String>, edus: &[Value]) -> Result<()> {
         let servers: BTreeSet<ruma::OwnedServerName> = audience
             .iter()
             .filter_map(|member| UserId::parse(member.as_str()).ok())
             .map(|member| member.server_name().to_owned())
             .filter(|server| *server != self.server_name)
             .collect();
-        if servers.is_empty() {
-            return Ok(());
-        }
-        let devices = self.device_keys(user)?;
-        let edus: Vec<serde_json::Value> = if devices.is_empty() {
-            // No device with keys left: one update without keys makes the others refetch.
-            vec![serde_json::json!({ "user_id": user, "device_id": "", "stream_id": position, "deleted": true })]
-        } else {
-            devices
-                .into_iter()
-                .map(|(device, keys)| serde_json::json!({ "user_id": user, "device_id": device, "stream_id": position, "keys": keys }))
-                .collect()
-        };
         for server in servers {
-            for content in &edus {
-                self.sender.enqueue_edu(server.clone(), serde_json::json!({ "edu_type": "m.device_list_update", "content": content })).await?;
+            for edu in edus {
+                self.sender.enqueue_edu(server.clone(), edu.clone()).await?;
             }
         }
         Ok(())

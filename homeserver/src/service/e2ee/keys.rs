@@ -10,7 +10,7 @@ use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId, encryption::DeviceKeys}
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{E2ee, signatures};
+use super::{E2ee, device_lists::ListChange, signatures};
 use crate::error::{Error, Result};
 
 pub const DEVICE_KEYS_TABLE: &str = "userid_deviceid_devicekeys";
@@ -115,8 +115,8 @@ impl E2ee {
             }
         }
         if changed {
-            let ticket = self.stage_device_list_change(&mut batch, user)?;
-            self.commit_device_list_change(batch, user, ticket).await?;
+            let staged = self.stage_device_list_change(&mut batch, user, ListChange::Devices(vec![device.to_owned()]))?;
+            self.commit_device_list_change(batch, user, staged).await?;
         } else if !batch.is_empty() {
             self.db.write_async(batch).await?;
         }

@@ -27,7 +27,7 @@ use std::{
 use myelin_storage::{Batch, Database};
 use ruma::{DeviceId, OwnedDeviceId, OwnedServerName, UserId};
 
-use super::{federation_client::FederationClient, federation_sender::FederationSender, rooms::{Rooms, timeline::StreamTicket}};
+use super::{federation_client::FederationClient, federation_sender::FederationSender, rooms::Rooms};
 use crate::error::Result;
 
 pub const TABLES: &[&str] = &[
@@ -81,7 +81,7 @@ impl E2ee {
 
 /// A device removal staged by [`E2ee::stage_device_removal`], to commit with its batch.
 pub struct DeviceRemoval {
-    ticket: StreamTicket,
+    staged: device_lists::StagedListChange,
 }
 
 impl E2ee {
@@ -93,11 +93,12 @@ impl E2ee {
             self.stage_device_keys_removal(batch, user, device)?;
             self.stage_to_device_removal(batch, user, device)?;
         }
-        Ok(DeviceRemoval { ticket: self.stage_device_list_change(batch, user)? })
+        let staged = self.stage_device_list_change(batch, user, device_lists::ListChange::Deleted(devices.to_vec()))?;
+        Ok(DeviceRemoval { staged })
     }
 
     /// Writes the batch of a device removal and tells those who share a room with the user.
     pub async fn commit_device_removal(&self, batch: Batch, user: &UserId, removal: DeviceRemoval) -> Result<()> {
-        self.commit_device_list_change(batch, user, removal.ticket).await
+        self.commit_device_list_change(batch, user, removal.staged).await
     }
 }
