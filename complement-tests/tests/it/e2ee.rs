@@ -194,6 +194,12 @@ async fn each_one_time_key_is_claimed_once_even_under_concurrent_claims() {
     assert_eq!(synced["device_unused_fallback_key_types"], json!(["signed_curve25519"]), "{synced}");
     let answer = claim(&server, &bob, &alice.user_id, &alice.device_id).await;
     assert_eq!(claimed_key(&answer, &alice.user_id, &alice.device_id).map(|(id, _)| id), Some("signed_curve25519:F2".to_owned()));
+    // Older clients name fallback keys by their unstable name (MSC2732).
+    upload(&server, &alice, json!({"org.matrix.msc2732.fallback_keys": fallback_key(&alice, &key, "F3")})).await.ok();
+    let synced = sync(&server, &alice, "timeout=0").await;
+    assert_eq!(synced["device_unused_fallback_key_types"], json!(["signed_curve25519"]), "{synced}");
+    let answer = claim(&server, &bob, &alice.user_id, &alice.device_id).await;
+    assert_eq!(claimed_key(&answer, &alice.user_id, &alice.device_id).map(|(id, _)| id), Some("signed_curve25519:F3".to_owned()));
 
     // Claiming for a device without keys answers nothing for it.
     let none = claim(&server, &alice, &bob.user_id, &bob.device_id).await;

@@ -73,6 +73,9 @@ pub struct Ruma<T> {
     /// The server that signed a federation request.
     pub origin: Option<ruma::OwnedServerName>,
     pub client_ip: IpAddr,
+    /// The body as received, for the rare field ruma does not type (an unstable name of a
+    /// stable field).
+    pub raw_body: bytes::Bytes,
 }
 
 impl<T> Ruma<T> {
@@ -139,7 +142,7 @@ where
             Ok(result) => result.map_err(|e| parse_error(e, &bytes))?,
             Err(_) => return Err(malformed_body(&bytes)),
         };
-        Ok(Self { body, sender, origin, client_ip })
+        Ok(Self { body, sender, origin, client_ip, raw_body: bytes })
     }
 }
 

@@ -34,6 +34,17 @@ fn counts_to_ruma(counts: BTreeMap<String, u64>) -> BTreeMap<ruma::OneTimeKeyAlg
     counts.into_iter().map(|(algorithm, count)| (algorithm.as_str().into(), ruma::UInt::new_saturating(count))).collect()
 }
 
+/// Fallback keys under their unstable name (MSC2732), which clients from before the stable
+/// `fallback_keys` still send; ruma knows only the stable one.
+fn unstable_fallback_keys(raw_body: &[u8]) -> Result<BTreeMap<String, Value>> {
+    let body: Value = serde_json::from_slice(raw_body).map_err(|e| Error::bad_json(e.to_string()))?;
+    match body.get("org.matrix.msc2732.fallback_keys") {
+        None => Ok(BTreeMap::new()),
+        Some(Value::Object(keys)) => Ok(keys.clone().into_iter().collect()),
+        Some(_) => Err(Error::bad_json("org.matrix.msc2732.fallback_keys must be an object")),
+    }
+}
+
 /// `POST /_matrix/client/v3/keys/upload`
 pub async fn upload_keys_route(
     State(services): State<AppState>,
@@ -41,10 +52,14 @@ pub async fn upload_keys_route(
 ) -> Result<RumaResponse<upload_keys::v3::Response>> {
     let sender = request.sender()?.clone();
     let body = request.body;
+    let mut fallback_keys = key_map(&body.fallback_keys)?;
+    if fallback_keys.is_empty() {
+        fallback_keys = unstable_fallback_keys(&request.raw_body)?;
+    }
     let upload = KeyUpload {
         device_keys: body.device_keys.as_ref().map(raw_to_value).transpose()?,
         one_time_keys: key_map(&body.one_time_keys)?,
-        fallback_keys: key_map(&body.fallback_keys)?,
+        fallback_keys,
     };
     let counts = services.e2ee.upload_keys(&sender.user_id, &sender.device_id, upload).await?;
     Ok(RumaResponse(upload_keys::v3::Response::new(counts_to_ruma(counts))))
