@@ -18,9 +18,6 @@ pub async fn send_to_device_route(
 ) -> Result<RumaResponse<send_event_to_device::v3::Response>> {
     let sender = request.sender()?.clone();
     let body = request.body;
-    if services.e2ee.to_device_sent(&sender.user_id, &sender.device_id, body.txn_id.as_str())? {
-        return Ok(RumaResponse(send_event_to_device::v3::Response::new()));
-    }
     let mut local = Recipients::new();
     let mut remote = Recipients::new();
     for (user, messages) in body.messages {
@@ -41,8 +38,10 @@ pub async fn send_to_device_route(
         }
     }
     let event_type = body.event_type.to_string();
-    services.e2ee.send_to_device(&sender.user_id, &sender.device_id, Some(body.txn_id.as_str()), &event_type, local).await?;
-    services.e2ee.send_to_remote_devices(&sender.user_id, &event_type, body.txn_id.as_str(), remote).await?;
+    // A retried transaction was sent the first time, to other servers too.
+    if services.e2ee.send_to_device(&sender.user_id, &sender.device_id, Some(body.txn_id.as_str()), &event_type, local).await? {
+        services.e2ee.send_to_remote_devices(&sender.user_id, &event_type, body.txn_id.as_str(), remote).await?;
+    }
     Ok(RumaResponse(send_event_to_device::v3::Response::new()))
 }
 

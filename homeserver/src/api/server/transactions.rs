@@ -91,9 +91,6 @@ async fn receive_to_device(services: &Services, origin: &ruma::ServerName, conte
     }
     // Remote senders have no device here; their message IDs are kept under an empty one.
     let no_device: &ruma::DeviceId = "".into();
-    if services.e2ee.to_device_sent(&content.sender, no_device, content.message_id.as_str())? {
-        return Ok(());
-    }
     let mut recipients = crate::service::e2ee::to_device::Recipients::new();
     for (user, messages) in content.messages {
         if user.server_name() != services.server_name {
@@ -105,5 +102,6 @@ async fn receive_to_device(services: &Services, origin: &ruma::ServerName, conte
         }
     }
     let event_type = content.ev_type.to_string();
-    services.e2ee.send_to_device(&content.sender, no_device, Some(content.message_id.as_str()), &event_type, recipients).await
+    services.e2ee.send_to_device(&content.sender, no_device, Some(content.message_id.as_str()), &event_type, recipients).await?;
+    Ok(())
 }

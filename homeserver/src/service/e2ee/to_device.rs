@@ -47,14 +47,22 @@ pub type Recipients = BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, Value>>;
 
 impl E2ee {
     /// Whether `(sender, device)` already sent transaction `txn_id`.
-    pub fn to_device_sent(&self, sender: &UserId, device: &DeviceId, txn_id: &str) -> Result<bool> {
+    fn to_device_sent(&self, sender: &UserId, device: &DeviceId, txn_id: &str) -> Result<bool> {
         Ok(TRANSACTIONS.contains(&self.db, &(sender.to_string(), device.to_string(), txn_id.to_owned()))?)
     }
 
     /// Queues one message per local recipient device, records the transaction, and wakes the
-    /// recipients, all in one durable write.
+    /// recipients, all in one durable write. Answers `false`, sending nothing, when the
+    /// transaction was already sent (checked under the sender's lock, so two concurrent
+    /// retries cannot both send).
     #[tracing::instrument(skip(self, recipients))]
-    pub async fn send_to_device(&self, sender: &UserId, device: &DeviceId, txn_id: Option<&str>, event_type: &str, recipients: Recipients) -> Result<()> {
+    pub async fn send_to_device(&self, sender: &UserId, device: &DeviceId, txn_id: Option<&str>, event_type: &str, recipients: Recipients) -> Result<bool> {
+        let _guard = self.lock_user(sender).await;
+        if let Some(txn_id) = txn_id
+            && self.to_device_sent(sender, device, txn_id)?
+        {
+            return Ok(false);
+        }
         let mut batch = Batch::new();
         let mut tickets = Vec::new();
         for (user, devices) in &recipients {
@@ -78,7 +86,7 @@ impl E2ee {
         if let Some(position) = last {
             self.rooms.notifier.notify(recipients.keys().map(|user| user.as_str()), position);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Sends messages for other servers' users as `m.direct_to_device` EDUs, one per server
