@@ -416,8 +416,16 @@ async fn to_device_messages_survive_a_lost_sync_response() {
     let refused = send("big", json!({ bob.user_id.as_str(): { bob.device_id.as_str(): { "blob": huge } } })).await;
     assert_matrix_error(&refused, StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE");
 
-    // Logging a device out drops what waited for it.
+    // Logging a device out drops what waited for it, and forgets the transaction IDs it sent.
     send("t3", json!({ bob.user_id.as_str(): { bob_phone.device_id.as_str(): { "n": 3 } } })).await.ok();
+    let from_phone = |phone: &Session| {
+        let path = "/_matrix/client/v3/sendToDevice/m.dummy/phone-txn";
+        let body = json!({ "messages": { alice.user_id.as_str(): { alice.device_id.as_str(): { "from": "phone" } } } });
+        let (server, phone) = (&server, phone.clone());
+        async move { server.put(path, &phone, &body).await }
+    };
+    let alice_start = next_batch(&sync(&server, &alice, "timeout=0").await);
+    from_phone(&bob_phone).await.ok();
     server.post("/_matrix/client/v3/logout", &bob_phone, &json!({})).await.ok();
     let relogged = server.send(server.request(Method::POST, "/_matrix/client/v3/login", &NoAuth).json(&json!({
         "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "bob"}, "password": "pw", "device_id": bob_phone.device_id,
@@ -425,6 +433,9 @@ async fn to_device_messages_survive_a_lost_sync_response() {
     let relogged = Session::from_body(relogged.ok());
     let fresh = sync(&server, &relogged, "timeout=0").await;
     assert!(to_device_events(&fresh).is_empty(), "{fresh}");
+    from_phone(&relogged).await.ok();
+    let at_alice = sync(&server, &alice, &format!("timeout=0&since={alice_start}")).await;
+    assert_eq!(to_device_events(&at_alice).len(), 2, "the new session's first transaction is new: {at_alice}");
 }
 
 #[tokio::test]

@@ -153,11 +153,15 @@ impl E2ee {
         Ok(self.db.write_async(batch).await?)
     }
 
-    /// Stages the removal of a deleted device's queue and delivery record.
+    /// Stages the removal of a deleted device's queue, delivery record and the transaction IDs
+    /// it sent with (a device ID used again starts afresh).
     pub(super) fn stage_to_device_removal(&self, batch: &mut Batch, user: &UserId, device: &DeviceId) -> Result<()> {
         let key = (user.to_string(), device.to_string());
         for entry in MESSAGES.iter_prefix(&self.db, &key, Direction::Forward)? {
             MESSAGES.delete(batch, &entry?.0);
+        }
+        for entry in TRANSACTIONS.iter_prefix(&self.db, &key, Direction::Forward)? {
+            TRANSACTIONS.delete(batch, &entry?.0);
         }
         DELIVERED.delete(batch, &key);
         Ok(())
