@@ -601,3 +601,66 @@ async fn keys_across_servers(myelin: &TestServer, other: &impl HttpPeer, bob: &S
     let alice_seen = query(other, bob, &alice.user_id).await;
     assert!(alice_seen["device_keys"][&alice.user_id][&laptop.device_id].is_object(), "{alice_seen}\n{}", logs());
 }
+
+#[tokio::test]
+async fn dehydrated_devices_hold_messages_until_a_client_collects_them() {
+    let server = TestServer::start_default().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let path = "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device";
+    assert_matrix_error(&server.get(path, &alice).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+
+    // The dehydrated device's keys are checked like any device's.
+    let parked = Session { device_id: "PARKED".to_owned(), ..alice.clone() };
+    let key = key_pair(70);
+    let data = json!({"algorithm": "org.matrix.msc3814.v1.olm", "device_pickle": "opaque"});
+    let mut bad_keys = device_keys(&parked, &key);
+    bad_keys["keys"]["curve25519:PARKED"] = json!("tampered");
+    let refused = server.put(path, &alice, &json!({"device_id": "PARKED", "device_data": data, "device_keys": bad_keys})).await;
+    assert_matrix_error(&refused, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    assert_matrix_error(&server.put(path, &alice, &json!({"device_id": alice.device_id, "device_data": data, "device_keys": device_keys(&alice, &key)})).await, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    let created = server.put(path, &alice, &json!({
+        "device_id": "PARKED", "initial_device_display_name": "dehydrated", "device_data": data,
+        "device_keys": device_keys(&parked, &key), "one_time_keys": one_time_keys(&parked, &key, ["P1".to_owned()]),
+    }))
+    .await;
+    assert_eq!(created.ok()["device_id"], "PARKED", "{}", created.text);
+    let fetched = server.get(path, &alice).await;
+    assert_eq!(fetched.ok()["device_data"], data);
+    // Others see it as one of Alice's devices, with keys to claim.
+    assert!(query(&server, &bob, &alice.user_id).await["device_keys"][&alice.user_id]["PARKED"].is_object());
+    let claimed = claim(&server, &bob, &alice.user_id, "PARKED").await;
+    assert!(claimed_key(&claimed, &alice.user_id, "PARKED").is_some(), "{claimed}");
+
+    // Messages to it wait until a client collects them, a page at a time, each page
+    // acknowledged by asking for the next.
+    for n in 0..3 {
+        let body = json!({ "messages": { alice.user_id.as_str(): { "PARKED": { "n": n } } } });
+        server.put(&format!("/_matrix/client/v3/sendToDevice/m.room.encrypted/park{n}"), &bob, &body).await.ok();
+    }
+    let events_path = format!("{path}/PARKED/events");
+    let first = server.post(&events_path, &alice, &json!({})).await;
+    let numbers = |page: &Resp| page.body["events"].as_array().into_iter().flatten().map(|e| e["content"]["n"].clone()).collect::<Vec<_>>();
+    assert_eq!(numbers(&first), vec![json!(0), json!(1), json!(2)], "{}", first.text);
+    // Asking again without acknowledging gives the same page.
+    assert_eq!(numbers(&server.post(&events_path, &alice, &json!({})).await), vec![json!(0), json!(1), json!(2)]);
+    let next_batch = first.ok()["next_batch"].clone();
+    let second = server.post(&events_path, &alice, &json!({"next_batch": next_batch})).await;
+    assert!(numbers(&second).is_empty(), "{}", second.text);
+    assert!(numbers(&server.post(&events_path, &alice, &json!({})).await).is_empty(), "acknowledged messages are gone");
+    // Another user's device, or a device that is not the dehydrated one, is refused.
+    assert_matrix_error(&server.post(&events_path, &bob, &json!({})).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_matrix_error(&server.post(&format!("{path}/{}/events", alice.device_id), &alice, &json!({})).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+
+    // A new dehydrated device replaces the old one, whose keys go.
+    let replacement = Session { device_id: "PARKED2".to_owned(), ..alice.clone() };
+    server.put(path, &alice, &json!({"device_id": "PARKED2", "device_data": data, "device_keys": device_keys(&replacement, &key_pair(71))})).await.ok();
+    let seen = query(&server, &bob, &alice.user_id).await;
+    assert!(seen["device_keys"][&alice.user_id].get("PARKED").is_none() && seen["device_keys"][&alice.user_id]["PARKED2"].is_object(), "{seen}");
+    // Deleting it removes the device.
+    assert_eq!(server.delete(path, &alice, &json!({})).await.ok()["device_id"], "PARKED2");
+    assert_matrix_error(&server.get(path, &alice).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    assert!(query(&server, &bob, &alice.user_id).await["device_keys"][&alice.user_id].get("PARKED2").is_none());
+    let devices = server.get("/_matrix/client/v3/devices", &alice).await;
+    assert_eq!(devices.ok()["devices"].as_array().map(Vec::len), Some(1), "{}", devices.text);
+}

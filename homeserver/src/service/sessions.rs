@@ -179,6 +179,20 @@ impl Sessions {
         Ok(session)
     }
 
+    /// Creates a device without tokens (a dehydrated device: no client holds it until one
+    /// rehydrates it). An existing device of that ID keeps its tokens and gets the new name.
+    pub async fn create_device_without_token(&self, user_id: &UserId, device_id: &DeviceId, display_name: Option<String>) -> Result<()> {
+        let _guard = self.write_lock.lock().await;
+        let key = device_key(user_id, device_id);
+        let device = match DEVICES.get(&self.db, &key)? {
+            Some(existing) => Device { display_name: display_name.or(existing.display_name), ..existing },
+            None => Device { display_name, created_ts: now_millis(), ..Device::default() },
+        };
+        let mut batch = Batch::new();
+        DEVICES.put(&mut batch, &key, &device)?;
+        Ok(self.db.write_async(batch).await?)
+    }
+
     fn issue_tokens(
         &self,
         batch: &mut Batch,

@@ -22,11 +22,11 @@ use crate::{
     },
 };
 
-fn raw_to_value<T>(raw: &Raw<T>) -> Result<Value> {
+pub(super) fn raw_to_value<T>(raw: &Raw<T>) -> Result<Value> {
     serde_json::from_str(raw.json().get()).map_err(|e| Error::bad_json(e.to_string()))
 }
 
-fn key_map(keys: &BTreeMap<ruma::OwnedOneTimeKeyId, Raw<OneTimeKey>>) -> Result<BTreeMap<String, Value>> {
+pub(super) fn key_map(keys: &BTreeMap<ruma::OwnedOneTimeKeyId, Raw<OneTimeKey>>) -> Result<BTreeMap<String, Value>> {
     keys.iter().map(|(id, key)| Ok((id.to_string(), raw_to_value(key)?))).collect()
 }
 

@@ -5,6 +5,7 @@ pub use account::deactivate_account;
 mod account_data;
 mod backup;
 mod capabilities;
+mod dehydrated_device;
 mod device;
 mod directory;
 mod discovery;
@@ -98,6 +99,10 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<c::keys::upload_signing_keys::v3::Request, _, _>(keys::upload_signing_keys_route)
         .ruma::<c::keys::upload_signatures::v3::Request, _, _>(keys::upload_signatures_route)
         .ruma::<c::to_device::send_event_to_device::v3::Request, _, _>(to_device::send_to_device_route)
+        .ruma::<c::dehydrated_device::put_dehydrated_device::unstable::Request, _, _>(dehydrated_device::put_dehydrated_device_route)
+        .ruma::<c::dehydrated_device::get_dehydrated_device::unstable::Request, _, _>(dehydrated_device::get_dehydrated_device_route)
+        .ruma::<c::dehydrated_device::delete_dehydrated_device::unstable::Request, _, _>(dehydrated_device::delete_dehydrated_device_route)
+        .ruma::<c::dehydrated_device::get_events::unstable::Request, _, _>(dehydrated_device::get_dehydrated_events_route)
         .ruma::<c::backup::create_backup_version::v3::Request, _, _>(backup::create_backup_version_route)
         .ruma::<c::backup::get_latest_backup_info::v3::Request, _, _>(backup::get_latest_backup_info_route)
         .ruma::<c::backup::get_backup_info::v3::Request, _, _>(backup::get_backup_info_route)

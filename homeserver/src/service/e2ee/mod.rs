@@ -10,6 +10,7 @@
 
 pub mod backup;
 pub mod cross_signing;
+pub mod dehydrated;
 pub mod device_lists;
 pub mod keys;
 pub mod query;
@@ -43,6 +44,7 @@ pub const TABLES: &[&str] = &[
     to_device::TRANSACTIONS_TABLE,
     backup::VERSIONS_TABLE,
     backup::KEYS_TABLE,
+    dehydrated::DEHYDRATED_TABLE,
 ];
 
 /// Key writes of one user are serialised by one of these locks (picked by a hash of the user
@@ -92,6 +94,7 @@ impl E2ee {
             let device: &DeviceId = device;
             self.stage_device_keys_removal(batch, user, device)?;
             self.stage_to_device_removal(batch, user, device)?;
+            self.stage_dehydrated_removal(batch, user, device)?;
         }
         let staged = self.stage_device_list_change(batch, user, device_lists::ListChange::Deleted(devices.to_vec()))?;
         Ok(DeviceRemoval { staged })

@@ -113,15 +113,21 @@ impl E2ee {
             return Ok(());
         }
         let mut batch = Batch::new();
-        for entry in MESSAGES.iter_prefix(&self.db, &key, Direction::Forward)? {
-            let ((u, d, position), _) = entry?;
-            if position > last_position {
-                break;
-            }
-            MESSAGES.delete(&mut batch, &(u, d, position));
-        }
+        self.stage_to_device_deletion(&mut batch, user, device, last_position)?;
         DELIVERED.delete(&mut batch, &key);
         Ok(self.db.write_async(batch).await?)
+    }
+
+    /// Stages the deletion of the device's messages up to position `up_to`.
+    pub(super) fn stage_to_device_deletion(&self, batch: &mut Batch, user: &UserId, device: &DeviceId, up_to: u64) -> Result<()> {
+        for entry in MESSAGES.iter_prefix(&self.db, &(user.to_string(), device.to_string()), Direction::Forward)? {
+            let (key, _) = entry?;
+            if key.2 > up_to {
+                break;
+            }
+            MESSAGES.delete(batch, &key);
+        }
+        Ok(())
     }
 
     /// Whether messages wait for the device (up to `now`): a sync must not long-poll then.
