@@ -17,7 +17,8 @@
 #   the two only (to look into one figure; the comparison then has a blank
 #   column).
 # Myelin: --bin, else $MYELIN_BIN, else built here in release
-#   (cargo build --release -p myelin, CARGO_TARGET_DIR default /tmp/release-target).
+#   (cargo build --release -p myelin, in $MYELIN_RELEASE_TARGET_DIR, default
+#   /tmp/release-target; CARGO_TARGET_DIR is not used for it).
 # myelin-bench: --bench-bin, else $MYELIN_BENCH_BIN, else built likewise.
 # Synapse 1.163.2: complement-tests/synapse/.venv (what ./dev test installs
 #   from complement-tests/synapse/requirements.txt), installed here when
@@ -69,7 +70,7 @@ while [[ $# -gt 0 ]]; do
         --no-docs) write_docs=0; shift ;;
         --note) notes+=(--note "$2"); shift 2 ;;
         --server) servers="$2"; shift 2 ;;
-        -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "vs-synapse.sh: unknown argument $1" >&2; exit 64 ;;
     esac
 done
@@ -106,12 +107,15 @@ case "$size" in
 esac
 
 # ---- binaries ---------------------------------------------------------------
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/release-target}"
+# Release builds get a target directory of their own, whatever CARGO_TARGET_DIR says
+# (it usually names the debug one, where a first release build would take long).
+release_target="${MYELIN_RELEASE_TARGET_DIR:-/tmp/release-target}"
 if [[ -z "$bin" || -z "$bench" ]]; then
-    echo "== building myelin and myelin-bench (release, $CARGO_TARGET_DIR)"
-    (cd "$repo" && cargo build --quiet --release -p myelin --bin myelin -p complement-tests --bin myelin-bench)
-    bin="${bin:-$CARGO_TARGET_DIR/release/myelin}"
-    bench="${bench:-$CARGO_TARGET_DIR/release/myelin-bench}"
+    echo "== building myelin and myelin-bench (release, $release_target)"
+    (cd "$repo" && CARGO_TARGET_DIR="$release_target" cargo build --quiet --release \
+        -p myelin --bin myelin -p complement-tests --bin myelin-bench)
+    bin="${bin:-$release_target/release/myelin}"
+    bench="${bench:-$release_target/release/myelin-bench}"
 fi
 [[ -x "$bin" ]] || { echo "vs-synapse.sh: no executable myelin at $bin" >&2; exit 1; }
 [[ -x "$bench" ]] || { echo "vs-synapse.sh: no executable myelin-bench at $bench" >&2; exit 1; }
