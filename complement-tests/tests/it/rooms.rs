@@ -1030,3 +1030,23 @@ async fn unknown_rooms_and_events_are_not_found() {
         );
     }
 }
+
+#[tokio::test]
+async fn rooms_created_at_the_same_moment_get_their_own_ids() {
+    // A v12 room ID is the hash of its create event: identical requests in one millisecond
+    // must still make distinct rooms, each with its creator joined.
+    let server = TestServer::start_default().await;
+    let alice = server.register("alice", "pw").await;
+    let body = json!({ "room_version": "12", "preset": "private_chat" });
+    let path = format!("{C}/createRoom");
+    let mut rooms = Vec::new();
+    for _ in 0..4 {
+        let batch = (0..16).map(|_| server.post(&path, &alice, &body));
+        for resp in futures::future::join_all(batch).await {
+            rooms.push(resp.ok()["room_id"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    let distinct: std::collections::HashSet<&String> = rooms.iter().collect();
+    assert_eq!(distinct.len(), rooms.len(), "room IDs repeat: {rooms:?}");
+    assert_eq!(joined_rooms(&server, &alice).await.len(), rooms.len());
+}

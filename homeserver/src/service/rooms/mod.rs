@@ -28,7 +28,10 @@ mod visibility;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use myelin_federation::{
@@ -162,6 +165,8 @@ pub struct Rooms {
     outbound: Option<FederationSender>,
     /// Read for `m.ignored_user_list`: aggregations leave out the viewer's ignored users.
     account_data: AccountData,
+    /// The newest create-event timestamp given out, see [`Rooms::create_timestamp`].
+    last_create_ts: Arc<AtomicU64>,
 }
 
 /// PDUs kept parsed in memory for auth checks.
@@ -193,6 +198,7 @@ impl Rooms {
             server_name,
             signing_key,
             outbound: None,
+            last_create_ts: Arc::default(),
         }
     }
 
@@ -201,6 +207,19 @@ impl Rooms {
     pub fn with_outbound(mut self, sender: FederationSender) -> Self {
         self.outbound = Some(sender);
         self
+    }
+
+    /// A timestamp for a create event after every earlier one of this process, so that two
+    /// rooms created by one user in one millisecond get different (hash-derived) IDs.
+    fn create_timestamp(&self, now: u64) -> u64 {
+        let mut last = self.last_create_ts.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last + 1);
+            match self.last_create_ts.compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return next,
+                Err(current) => last = current,
+            }
+        }
     }
 
     pub fn server_name(&self) -> &ruma::ServerName {
@@ -404,7 +423,8 @@ impl Rooms {
         let auth_events = select_auth_events(version, &auth_types, |event_type: &StateEventType, state_key: &str| {
             current_state(&event_type.to_string(), state_key).and_then(|id| EventId::parse(id).ok())
         })?;
-        let template = PduTemplate {
+        let creates_derived_room = record.is_none() && room_id.is_none();
+        let mut template = PduTemplate {
             room_id: room_id.clone(),
             sender: sender.to_owned(),
             event_type: draft.event_type.clone(),
@@ -416,13 +436,26 @@ impl Rooms {
             depth,
             origin_server_ts: now_millis(),
         };
+        if creates_derived_room {
+            template.origin_server_ts = self.create_timestamp(template.origin_server_ts);
+        }
         // Hashes, signature and origin add at most a few hundred bytes; refuse before signing
         // so an oversized event is the client's M_TOO_LARGE, not a signing failure.
         let unsigned_size = serde_json::to_vec(&template.content).map_or(usize::MAX, |c| c.len()) + PDU_ENVELOPE_BYTES;
         if unsigned_size > MAX_PDU_BYTES {
             return Err(Error::too_large(format!("Event is over the {MAX_PDU_BYTES}-byte limit")));
         }
-        let built = build_pdu(version, template, &self.server_name, &self.signing_key)?;
+        let retry_template = creates_derived_room.then(|| template.clone());
+        let mut built = build_pdu(version, template, &self.server_name, &self.signing_key)?;
+        // The room ID is the create event's hash (v12): an identical create event (same
+        // creator, content and millisecond) would name an existing room. Timestamps of
+        // creations are made unique above; this catches a clock that went back.
+        if let Some(mut template) = retry_template {
+            while self.records.room(built.room_id.as_str())?.is_some() {
+                template.origin_server_ts = self.create_timestamp(template.origin_server_ts);
+                built = build_pdu(version, template.clone(), &self.server_name, &self.signing_key)?;
+            }
+        }
         let size = serde_json::to_vec(&built.json).map_or(usize::MAX, |bytes| bytes.len());
         if size > MAX_PDU_BYTES {
             return Err(Error::too_large(format!("Event is {size} bytes, over the {MAX_PDU_BYTES}-byte limit")));
