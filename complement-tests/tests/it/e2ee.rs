@@ -562,6 +562,28 @@ async fn keys_across_servers(myelin: &TestServer, other: &impl HttpPeer, bob: &S
     let claimed = claim(other, bob, &alice.user_id, &alice.device_id).await;
     assert_eq!(claimed_key(&claimed, &alice.user_id, &alice.device_id).map(|(id, _)| id).as_deref(), Some("signed_curve25519:A1"), "{claimed}");
 
+    // Alice verifies Bob across servers: her user-signing key signs his master key, which
+    // lives on his server. Her server keeps the signature and shows it to her alone.
+    let (alice_cs, bob_cs) = (CrossSigning::new(63), CrossSigning::new(66));
+    let signing_upload = format!("{KEYS}/device_signing/upload");
+    myelin.post(&signing_upload, &alice, &alice_cs.upload_body(&alice.user_id)).await.ok();
+    other.post(&signing_upload, bob, &bob_cs.upload_body(&bob.user_id)).await.ok();
+    let bob_master = bob_cs.key(&bob.user_id, "master", &bob_cs.master);
+    let usk_id = format!("ed25519:{}", public_of(&alice_cs.user_signing));
+    let signed = sign(bob_master.clone(), &alice_cs.user_signing, &alice.user_id, &usk_id);
+    let answer = myelin.post(&format!("{KEYS}/signatures/upload"), &alice, &json!({ bob.user_id.as_str(): { public_of(&bob_cs.master): signed } })).await;
+    assert_eq!(answer.ok().get("failures").cloned().unwrap_or(json!({})), json!({}), "{}", answer.text);
+    let by_alice = query(myelin, &alice, &bob.user_id).await;
+    assert_eq!(by_alice["master_keys"][&bob.user_id]["keys"], bob_master["keys"], "{by_alice}\n{}", logs());
+    assert!(by_alice["master_keys"][&bob.user_id]["signatures"][&alice.user_id][&usk_id].is_string(), "{by_alice}");
+    let carol = myelin.register("carol", "pw").await;
+    let by_carol = query(myelin, &carol, &bob.user_id).await;
+    assert!(by_carol["master_keys"][&bob.user_id]["signatures"].get(&alice.user_id).is_none(), "{by_carol}");
+    // A forged signature on a remote key is refused like a local one.
+    let forged = sign(bob_master, &key_pair(99), &alice.user_id, &usk_id);
+    let answer = myelin.post(&format!("{KEYS}/signatures/upload"), &alice, &json!({ bob.user_id.as_str(): { public_of(&bob_cs.master): forged } })).await;
+    assert_eq!(answer.ok()["failures"][&bob.user_id][public_of(&bob_cs.master)]["errcode"], "M_INVALID_SIGNATURE", "{}", answer.text);
+
     // To-device messages both ways.
     let alice_token = next_batch(&sync(myelin, &alice, "timeout=0").await);
     let bob_token = peer_sync(other, bob, "timeout=0").await["next_batch"].as_str().unwrap_or_default().to_owned();

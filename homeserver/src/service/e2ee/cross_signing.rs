@@ -77,14 +77,20 @@ impl E2ee {
     /// `user`'s master key as `requester` sees it: with the signatures the requester's own
     /// user-signing key made on it.
     pub fn master_key_for(&self, user: &UserId, requester: &UserId) -> Result<Option<Value>> {
-        let Some(mut master) = self.cross_signing_key(user, MASTER)? else { return Ok(None) };
+        let Some(master) = self.cross_signing_key(user, MASTER)? else { return Ok(None) };
+        Ok(Some(self.with_private_signatures(user, requester, master)?))
+    }
+
+    /// `master`, `user`'s master key (local, or as their server answered), with the
+    /// signatures `requester`'s user-signing key made on it.
+    pub fn with_private_signatures(&self, user: &UserId, requester: &UserId, master: Value) -> Result<Value> {
         if user != requester
             && let Some(foreign) = FOREIGN_SIGNATURES.get(&self.db, &(user.to_string(), requester.to_string()))?
             && signatures::cross_signing_public_key(&master).is_some_and(|(key_id, _)| key_id == foreign.master_key_id)
         {
-            master = merge_signatures(master, &json!({ "signatures": { requester.as_str(): foreign.signatures } }));
+            return Ok(merge_signatures(master, &json!({ "signatures": { requester.as_str(): foreign.signatures } })));
         }
-        Ok(Some(master))
+        Ok(master)
     }
 
     /// Whether an upload must be confirmed with the password: replacing existing keys must,
@@ -251,11 +257,17 @@ impl E2ee {
         object: &Value,
     ) -> Result<SignedKey, SignatureFailure> {
         let stored_failure = |e: Error| failure("M_UNKNOWN", e.to_string());
-        let master = self
-            .cross_signing_key(target, MASTER)
-            .map_err(stored_failure)?
-            .filter(|m| signatures::cross_signing_public_key(m).is_some_and(|(_, public)| public == key_id))
-            .ok_or_else(|| failure("M_NOT_FOUND", format!("{key_id} is not the master key of {target}")))?;
+        let is_master_key = |key: &Value| signatures::cross_signing_public_key(key).is_some_and(|(_, public)| public == key_id);
+        let master = if self.is_local(target) {
+            self.cross_signing_key(target, MASTER).map_err(stored_failure)?.filter(is_master_key)
+        } else {
+            // A remote user's master key lives on their server; the signature is the signer's
+            // private record of whom they verified, kept here and shown with the key their
+            // server serves. Verifying against the object the client signed is what matters:
+            // a key it does not match later is never shown with the signature.
+            remote_master_key(target, object).filter(is_master_key)
+        }
+        .ok_or_else(|| failure("M_NOT_FOUND", format!("{key_id} is not the master key of {target}")))?;
         let user_signing = self.signing_key(signer, USER_SIGNING)?;
         let new_signatures = verified_signatures(signer, object, &master, |signer_key_id| {
             (signer_key_id == user_signing.0).then(|| user_signing.1.clone())
@@ -272,6 +284,16 @@ impl E2ee {
             .map_err(|e| failure("M_UNKNOWN", e.to_string()))?;
         Ok(SignedKey::CrossSigning)
     }
+}
+
+/// The master key of remote `user` as a client signed it: the object without the signatures
+/// being added, if it is a well-formed master key of that user.
+fn remote_master_key(user: &UserId, object: &Value) -> Option<Value> {
+    let key: CrossSigningKey = serde_json::from_value(object.clone()).ok()?;
+    if key.user_id != user || !key.usage.iter().any(|usage| usage.as_str() == MASTER) {
+        return None;
+    }
+    Some(signatures::unsigned_part(object))
 }
 
 /// The signatures by `signer` on `object` that verify with the keys `public_key_of`

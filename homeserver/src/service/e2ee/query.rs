@@ -48,7 +48,14 @@ impl E2ee {
         let (local, remote): (BTreeMap<_, _>, BTreeMap<_, _>) =
             users.iter().map(|(user, devices)| (user.clone(), devices.clone())).partition(|(user, _)| self.is_local(user));
         self.query_local(&mut answer, Some(requester), &local, display_names)?;
+        let remote_users: Vec<OwnedUserId> = remote.keys().cloned().collect();
         self.query_remote(&mut answer, remote, timeout).await;
+        // The requester's verifications of remote users are kept here, not on their servers.
+        for user in remote_users {
+            if let Some(master) = answer.master_keys.remove(&user) {
+                answer.master_keys.insert(user.clone(), self.with_private_signatures(&user, requester, master)?);
+            }
+        }
         Ok(answer)
     }
 
