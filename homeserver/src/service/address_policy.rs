@@ -7,7 +7,11 @@
 //! A resolver is never asked about IP-literal URLs, so their callers check those with
 //! [`AddressPolicy::check`] before each request (and each redirect hop).
 
-use std::{net::IpAddr, sync::Arc};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, RwLock},
+};
 
 use ipnet::IpNet;
 use myelin_federation::discovery;
@@ -25,6 +29,12 @@ impl AddressPolicy {
     /// The built-in deny list alone.
     pub fn public_only() -> Self {
         Self::default()
+    }
+
+    /// Every address allowed (tests and private federations, `allow_private_addresses`).
+    pub fn allow_all() -> Self {
+        let everything = [(IpAddr::from([0u8; 4]), 0), (IpAddr::from([0u16; 8]), 0)];
+        Self::new(&[], &everything)
     }
 
     /// The built-in list plus `also_denied`, minus `allowed` (which wins over both), given as
@@ -55,11 +65,43 @@ impl AddressPolicy {
 /// addresses its policy refuses; a name with none left fails to resolve.
 pub struct FilteringResolver {
     policy: Arc<AddressPolicy>,
+    routes: Routes,
 }
 
 impl FilteringResolver {
     pub fn new(policy: AddressPolicy) -> Self {
-        Self { policy: Arc::new(policy) }
+        Self { policy: Arc::new(policy), routes: Routes::default() }
+    }
+
+    /// Answers the names in `routes` with their routed addresses instead of asking DNS.
+    #[must_use]
+    pub fn with_routes(mut self, routes: Routes) -> Self {
+        self.routes = routes;
+        self
+    }
+}
+
+/// Names reached at addresses found another way than their own DNS records: a server
+/// delegated through an SRV record is connected to at the SRV target, but under its own name,
+/// which the TLS certificate is checked against (spec, "Resolving server names").
+#[derive(Clone, Default)]
+pub struct Routes(Arc<RwLock<HashMap<String, Vec<SocketAddr>>>>);
+
+impl Routes {
+    pub fn set(&self, name: &str, addresses: Vec<SocketAddr>) {
+        if let Ok(mut routes) = self.0.write() {
+            routes.insert(name.to_ascii_lowercase(), addresses);
+        }
+    }
+
+    pub fn remove(&self, name: &str) {
+        if let Ok(mut routes) = self.0.write() {
+            routes.remove(&name.to_ascii_lowercase());
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<Vec<SocketAddr>> {
+        self.0.read().ok()?.get(&name.to_ascii_lowercase()).cloned()
     }
 }
 
@@ -75,9 +117,13 @@ impl reqwest::dns::Resolve for FilteringResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
         let policy = self.policy.clone();
+        let routed = self.routes.get(&host);
         Box::pin(async move {
-            let addresses: Vec<std::net::SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.filter(|address| policy.check(address.ip()).is_ok()).collect();
+            let found: Vec<SocketAddr> = match routed {
+                Some(addresses) => addresses,
+                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
+            let addresses: Vec<SocketAddr> = found.into_iter().filter(|address| policy.check(address.ip()).is_ok()).collect();
             if addresses.is_empty() {
                 return Err(Box::new(OnlyDeniedAddresses { host }) as Box<dyn std::error::Error + Send + Sync>);
             }
@@ -119,5 +165,22 @@ mod tests {
             panic!("localhost must not resolve")
         };
         assert!(error.to_string().contains("denied"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn routed_names_resolve_to_their_route_and_still_pass_the_policy() {
+        use reqwest::dns::Resolve;
+        let routes = Routes::default();
+        let target: SocketAddr = "127.0.0.7:0".parse().expect("an address");
+        routes.set("Example.ORG", vec![target]);
+        let name = || "example.org".parse::<reqwest::dns::Name>().expect("a valid name");
+        let open = FilteringResolver::new(AddressPolicy::allow_all()).with_routes(routes.clone());
+        let found: Vec<SocketAddr> = open.resolve(name()).await.map(Iterator::collect).unwrap_or_default();
+        assert_eq!(found, vec![target]);
+        // A route cannot smuggle a denied address past the policy.
+        let guarded = FilteringResolver::new(AddressPolicy::public_only()).with_routes(routes.clone());
+        assert!(guarded.resolve(name()).await.is_err());
+        routes.remove("example.org");
+        assert!(routes.get("example.org").is_none());
     }
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::{
     error::{Error, Result},
-    service::address_policy::{AddressPolicy, FilteringResolver},
+    service::address_policy::{AddressPolicy, FilteringResolver, Routes},
 };
 
 /// Responses larger than this are refused: a peer must not be able to exhaust our memory.
@@ -33,6 +33,8 @@ pub struct FederationClient {
     /// steps then find nothing (resolution falls back to port 8448, the spec's last step).
     dns: Option<TokioResolver>,
     resolutions: ResolutionCache,
+    /// SRV-delegated names → their target's addresses, for the HTTP client's resolver.
+    routes: Routes,
 }
 
 /// Resolved base URLs by server name, each until its `.well-known` lifetime ends, and the
@@ -82,14 +84,15 @@ impl FederationClient {
         verify_tls: bool,
         allow_private_addresses: bool,
     ) -> Result<Self> {
-        let mut builder = reqwest::Client::builder();
-        if !allow_private_addresses {
-            // Every hostname the client connects to is resolved here and denied addresses are
-            // dropped: checking a name once and letting the connection resolve it again would
-            // let a DNS answer that changes in between (rebinding) reach a private address.
-            builder = builder.dns_resolver(std::sync::Arc::new(FilteringResolver::new(AddressPolicy::public_only())));
-        }
-        let http = builder
+        // Every hostname the client connects to is resolved here and denied addresses are
+        // dropped: checking a name once and letting the connection resolve it again would let
+        // a DNS answer that changes in between (rebinding) reach a private address. SRV
+        // delegations are routed here too (see `discover`).
+        let policy = if allow_private_addresses { AddressPolicy::allow_all() } else { AddressPolicy::public_only() };
+        let routes = Routes::default();
+        let resolver = FilteringResolver::new(policy).with_routes(routes.clone());
+        let http = reqwest::Client::builder()
+            .dns_resolver(std::sync::Arc::new(resolver))
             .danger_accept_invalid_certs(!verify_tls)
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
@@ -104,7 +107,7 @@ impl FederationClient {
                 None
             }
         };
-        Ok(Self { http, allow_private_addresses, origin, key, dns, resolutions: ResolutionCache::default() })
+        Ok(Self { http, allow_private_addresses, origin, key, dns, resolutions: ResolutionCache::default(), routes })
     }
 
     /// The base URL (`https://host:port`) at which `server` serves its federation API, from
@@ -123,6 +126,9 @@ impl FederationClient {
 
     /// Runs discovery; `lifetime` is set when a `.well-known` lookup made it worth caching.
     async fn discover(&self, server: &ServerName, lifetime: &mut Option<Duration>) -> Result<String> {
+        // A route from an earlier SRV answer must not answer this discovery's own lookups
+        // (the `.well-known` request goes to the hostname's own addresses).
+        self.routes.remove(server.host());
         let mut step = discovery::plan(server);
         loop {
             step = match step {
@@ -133,6 +139,16 @@ impl FederationClient {
                         .map(|(host, port)| ((*host).to_owned(), *port))
                         .ok_or_else(|| unreachable_server(server, "no endpoint"))?;
                     self.check_address(server, &host, port).await?;
+                    if let discovery::Resolution::Srv { tls_name, .. } = &resolution {
+                        // SRV: connect to the target, but as the delegated hostname, which the
+                        // certificate must name (the spec's SNI rule).
+                        let addresses = tokio::net::lookup_host((host.as_str(), port))
+                            .await
+                            .map_err(|e| unreachable_server(server, &format!("cannot resolve {host}: {e}")))?
+                            .collect();
+                        self.routes.set(tls_name, addresses);
+                        return Ok(format!("https://{tls_name}:{port}"));
+                    }
                     let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host };
                     return Ok(format!("https://{host}:{port}"));
                 }
