@@ -25,6 +25,10 @@
 //! (`m.typing`). A side that misses something exits 1 naming each missing
 //! feature.
 //!
+//! `clients/js/e2ee.mjs` runs two matrix-js-sdk clients with its Rust crypto (the
+//! WASM build of matrix-sdk-crypto, shipped with matrix-js-sdk) in an encrypted
+//! room: each must decrypt the other's message.
+//!
 //! The libraries are installed by `./dev test` (its `ensure_prerequisites`):
 //! `npm ci` in `clients/js` and a virtualenv in `clients/python/.venv`. When
 //! they are missing these tests fail and say so; they never skip.
@@ -216,6 +220,21 @@ async fn matrix_js_sdk_sync_invite_join_messages_pagination() {
     let summary = assert_success("matrix-js-sdk", &run);
     assert_eq!(summary["client"], "matrix-js-sdk");
     assert_eq!(summary["paginated_messages"], json!(MESSAGES), "{summary}");
+}
+
+#[tokio::test]
+async fn matrix_js_sdk_rust_crypto_clients_decrypt_each_others_messages() {
+    // matrix-js-sdk's Rust crypto (WASM) in Node: keys, one-time key claims, to-device room
+    // keys and device lists on the server, as a second crypto implementation sees them.
+    let dir = js_dir();
+    let server = TestServer::start_default().await;
+    let account = |session: &Session| json!({ "user_id": session.user_id, "access_token": session.access_token, "device_id": session.device_id });
+    let (alice, bob) = (server.register("alice", "pw").await, server.register("bob", "pw").await);
+    let accounts = json!({ "alice": account(&alice), "bob": account(&bob) }).to_string();
+    let run = run_script(&server, Path::new("node"), &["e2ee.mjs", &accounts], &dir, &[]).await;
+    let summary = assert_summary_ok("matrix-js-sdk (Rust crypto)", &run);
+    assert_eq!(summary["bob_decrypted"], "hello bob, encrypted", "{summary}");
+    assert_eq!(summary["alice_decrypted"], "hello alice, encrypted too", "{summary}");
 }
 
 #[tokio::test]
