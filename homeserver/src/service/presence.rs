@@ -217,8 +217,11 @@ impl Presence {
     /// a room with the user, and returns the user's new presence content.
     fn store(&self, user: &UserId, change: impl FnOnce(&mut UserPresence)) -> Result<Option<Value>> {
         let stored_status = || STATUS_MESSAGES.get(&self.db, &user.to_string()).ok().flatten();
-        let ticket = self.rooms.stream.allocate()?;
-        let content = {
+        // A stream position is taken only when what others see changes: every sync lands
+        // here, and positions are not free (every 64th persists the counter with an fsync on
+        // the caller's thread), so a thousand long-polling clients taking one per sync kept
+        // the server waiting on the disk.
+        let (ticket, content) = {
             let mut users = self.users.lock().map_err(|_| Error::internal("presence state poisoned"))?;
             let presence = users.entry(user.to_owned()).or_insert_with(|| UserPresence {
                 state: State::Offline,
@@ -231,15 +234,16 @@ impl Presence {
             let before = (presence.state, presence.status_msg.clone());
             change(presence);
             if before == (presence.state, presence.status_msg.clone()) {
-                None
+                (None, None)
             } else {
+                let ticket = self.rooms.stream.allocate()?;
                 presence.changed_at = ticket.position;
-                Some(content_of(user, presence, now_millis()))
+                (Some(ticket), Some(content_of(user, presence, now_millis())))
             }
         };
-        let position = ticket.position;
-        drop(ticket);
-        if content.is_some() {
+        if let Some(ticket) = ticket {
+            let position = ticket.position;
+            drop(ticket);
             let audience = self.audience(user)?;
             self.rooms.notifier.notify(audience.iter().map(|u| u.as_str()), position);
         }

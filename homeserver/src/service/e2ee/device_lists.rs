@@ -85,12 +85,18 @@ impl E2ee {
     /// (`user` included), plus users who started sharing a room with `user` then (`changed`);
     /// and users who shared a room with `user` at `since` and share none now (`left`).
     pub fn device_list_changes(&self, user: &UserId, since: u64, now: u64) -> Result<(Vec<String>, Vec<String>)> {
-        let sharing = self.users_sharing_rooms(user.as_str())?;
+        // Who shares a room with the user is only needed when some device list changed or
+        // someone may have left: most incremental syncs have neither, and the set copies the
+        // ID of every member of every room (a thousand per sync in a thousand-member room).
+        let mut sharing: Option<BTreeSet<String>> = None;
         let mut changed = BTreeSet::new();
         let mut left_candidates = BTreeSet::new();
         for entry in CHANGES.iter_range(&self.db, Some(&(since + 1)), Some(&(now + 1)), Direction::Forward)? {
             let (_, changed_user) = entry?;
-            if sharing.contains(&changed_user) {
+            if sharing.is_none() {
+                sharing = Some(self.users_sharing_rooms(user.as_str())?);
+            }
+            if sharing.as_ref().is_some_and(|sharing| sharing.contains(&changed_user)) {
                 changed.insert(changed_user);
             }
         }
@@ -118,6 +124,11 @@ impl E2ee {
         if self.own_change_since(user, since, now)? {
             changed.insert(user.to_string());
         }
+        let sharing = match sharing {
+            Some(sharing) => sharing,
+            None if left_candidates.is_empty() => BTreeSet::new(),
+            None => self.users_sharing_rooms(user.as_str())?,
+        };
         let left = left_candidates.into_iter().filter(|member| !sharing.contains(member)).collect();
         Ok((changed.into_iter().collect(), left))
     }

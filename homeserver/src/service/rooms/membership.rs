@@ -27,9 +27,17 @@ pub const TABLES: &[&str] = &["userid_roomid_membership", "roomid_userid_members
 
 /// Rooms whose member lists are kept in memory (every send and every sync reads them).
 const MEMBERS_CACHE_ROOMS: usize = 512;
-/// Larger rooms are read from the store each time, which bounds the cache at roughly
-/// 512 × 1000 entries of ~200 bytes.
+/// Rooms up to this size share the cache of [`MEMBERS_CACHE_ROOMS`] entries, which bounds it
+/// at roughly 512 × 1000 entries of ~200 bytes.
 const MEMBERS_CACHE_MAX_ROOM: usize = 1000;
+/// Larger rooms have a cache of their own with this few entries: reading a big room's members
+/// from the store costs milliseconds, and every sync and send of each of its members needs
+/// them, so a big room read afresh each time stalls the server (1,000 members long-polling
+/// one room spent most of its time decoding the member list).
+const LARGE_ROOMS_CACHED: usize = 8;
+/// Rooms over this size are read from the store each time, which bounds the large-room
+/// cache at roughly 8 × 100,000 entries of ~200 bytes.
+const LARGE_ROOM_MAX_CACHED: usize = 100_000;
 
 /// A room's members with any membership, in user ID order.
 pub type Members = Arc<Vec<(String, MembershipEntry)>>;
@@ -38,17 +46,20 @@ pub type Members = Arc<Vec<(String, MembershipEntry)>>;
 pub struct Membership {
     db: Database,
     members: SharedCache<String, Members>,
+    /// Rooms of more than [`MEMBERS_CACHE_MAX_ROOM`] members.
+    large_members: SharedCache<String, Members>,
 }
 
 impl Membership {
     pub fn new(db: Database) -> Self {
-        Self { db, members: SharedCache::new(MEMBERS_CACHE_ROOMS) }
+        Self { db, members: SharedCache::new(MEMBERS_CACHE_ROOMS), large_members: SharedCache::new(LARGE_ROOMS_CACHED) }
     }
 
     /// Stages a membership change. The caller must call [`Membership::committed`] once the
     /// batch is written (or failed); until then the room's members are read from the store.
     pub fn set(&self, batch: &mut Batch, room_id: &str, user_id: &str, entry: &MembershipEntry) -> Result<()> {
         self.members.begin_change(room_id.to_owned());
+        self.large_members.begin_change(room_id.to_owned());
         USER_ROOMS.put(batch, &(user_id.to_owned(), room_id.to_owned()), entry)?;
         ROOM_USERS.put(batch, &(room_id.to_owned(), user_id.to_owned()), entry)?;
         // Joining or being invited again brings a forgotten room back.
@@ -83,6 +94,7 @@ impl Membership {
     pub fn committed(&self, room_id: &str, changes: usize) {
         for _ in 0..changes {
             self.members.end_change(room_id);
+            self.large_members.end_change(room_id);
         }
     }
 
@@ -93,10 +105,10 @@ impl Membership {
 
     /// The room's members with any membership, shared with the cache.
     pub fn members(&self, room_id: &str) -> Result<Members> {
-        if let Some(members) = self.members.get(room_id) {
+        if let Some(members) = self.members.get(room_id).or_else(|| self.large_members.get(room_id)) {
             return Ok(members);
         }
-        let ticket = self.members.ticket();
+        let (ticket, large_ticket) = (self.members.ticket(), self.large_members.ticket());
         let mut members = Vec::new();
         for entry in ROOM_USERS.iter_prefix(&self.db, &room_id.to_owned(), Direction::Forward)? {
             let ((_, user_id), membership) = entry?;
@@ -105,6 +117,8 @@ impl Membership {
         let members = Arc::new(members);
         if members.len() <= MEMBERS_CACHE_MAX_ROOM {
             self.members.insert(ticket, room_id.to_owned(), members.clone());
+        } else if members.len() <= LARGE_ROOM_MAX_CACHED {
+            self.large_members.insert(large_ticket, room_id.to_owned(), members.clone());
         }
         Ok(members)
     }
