@@ -56,7 +56,7 @@ async fn set_membership(
 /// memberships locally; otherwise they go through a server that is in it.
 fn resident(services: &Services, room_id: &RoomId) -> Result<bool> {
     Ok(services.rooms.records.room(room_id.as_str())?.is_some()
-        && services.rooms.joined_servers(room_id)?.iter().any(|server| *server == services.server_name))
+        && services.rooms.joined_servers(room_id)?.contains(&services.server_name))
 }
 
 async fn join(services: &Services, room_id: &RoomId, user: &UserId, reason: Option<String>, via: &[OwnedServerName]) -> Result<()> {

@@ -244,7 +244,7 @@ impl Federation {
     pub async fn receive_invite(&self, origin: &ServerName, request: &create_invite::v2::Request) -> Result<Box<RawValue>> {
         let version = &request.room_version;
         if !is_supported_room_version(version) {
-            return Err(incompatible_room_version(&version, format!("Room version {version} is not supported")));
+            return Err(incompatible_room_version(version, format!("Room version {version} is not supported")));
         }
         let invite = self.verify_event(version, canonical_object(&request.event)?).await?;
         let target = invite.state_key().and_then(|key| UserId::parse(key).ok()).ok_or_else(|| Error::bad_json("The invite has no valid state_key"))?;
@@ -263,7 +263,7 @@ impl Federation {
         let signed = Pdu::for_version(version, invite.event_id().to_owned(), json.clone())?;
         let stripped: Vec<Value> = request.invite_room_state.iter().filter_map(stripped_from_raw).collect();
         let room_held_with_us_in_it = self.rooms.records.room(request.room_id.as_str())?.is_some()
-            && self.rooms.joined_servers(&request.room_id)?.iter().any(|s| *s == self.server_name);
+            && self.rooms.joined_servers(&request.room_id)?.contains(&self.server_name);
         if !room_held_with_us_in_it {
             self.rooms.store_remote_membership(&request.room_id, &signed, "invite", stripped).await?;
         }
@@ -394,7 +394,7 @@ impl Federation {
         let Some(record) = self.rooms.records.room(room_id.as_str())? else {
             return Err(Error::not_found("This server is not in that room"));
         };
-        if !self.rooms.joined_servers(room_id)?.iter().any(|s| *s == self.server_name) {
+        if !self.rooms.joined_servers(room_id)?.contains(&self.server_name) {
             return Err(Error::not_found("This server is not in that room"));
         }
         self.rooms.ensure_server_allowed(&record, origin)

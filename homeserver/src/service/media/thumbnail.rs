@@ -153,10 +153,10 @@ impl Media {
         }
         let original_cached = original.is_some_and(|record| record.file.is_some());
         let key = (media.0, media.1, request.cache_key());
-        if let Some(record) = THUMBNAILS.get(&self.db, &key)? {
-            if let Some(download) = self.open_thumbnail(server, media_id, &record, source).await? {
-                return Ok(download);
-            }
+        if let Some(record) = THUMBNAILS.get(&self.db, &key)?
+            && let Some(download) = self.open_thumbnail(server, media_id, &record, source).await?
+        {
+            return Ok(download);
         }
         // The file stays held until its record is committed (see `store::Placed`).
         let (record, _placed) = match source {

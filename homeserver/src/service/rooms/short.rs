@@ -140,14 +140,14 @@ impl ShortIds {
             guard.insert(key.clone(), short);
             shorts.push(short);
         }
-        if !new_keys.is_empty() {
-            if let Err(error) = self.db.write(batch) {
-                // Nothing was written: forget the ids handed out above.
-                for (key, _) in &new_keys {
-                    guard.remove(key);
-                }
-                return Err(error.into());
+        if !new_keys.is_empty()
+            && let Err(error) = self.db.write(batch)
+        {
+            // Nothing was written: forget the ids handed out above.
+            for (key, _) in &new_keys {
+                guard.remove(key);
             }
+            return Err(error.into());
         }
         drop(guard);
         if let Ok(mut by_id) = self.state_keys_by_id.write() {
