@@ -128,33 +128,6 @@ fn render_memory(label: &str, memory: Option<(u64, u64)>) -> String {
     }
 }
 
-/// `createRoom` with `preset: public_chat` and, if given, a room version.
-async fn create_public_room(
-    api: &Api,
-    creator: &User,
-    name: &str,
-    version: Option<&str>,
-) -> anyhow::Result<String> {
-    let mut body = json!({"preset": "public_chat", "name": name});
-    if let Some(version) = version {
-        body["room_version"] = json!(version);
-    }
-    let url = api.url("/_matrix/client/v3/createRoom", &[]);
-    let reply = api
-        .json(
-            Method::POST,
-            url,
-            Some(&creator.token),
-            Some(&body),
-            CHECK_TIMEOUT,
-        )
-        .await?;
-    reply["room_id"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("createRoom returned no room_id: {reply}"))
-}
-
 /// `POST /join/{room}?server_name=<via>&via=<via>`; the wall time of the
 /// request, or the failure.
 async fn join_over_federation(
@@ -361,12 +334,24 @@ async fn count_filler_state(
     Ok((count, elapsed))
 }
 
-/// Runs `federation-join`.
-pub async fn run_join(
+/// What both federation scenarios start from: a user on each server and a public room on
+/// home, not yet joined from away.
+struct Meeting {
+    run: String,
+    alice: User,
+    bob: User,
+    home_server: String,
+    away_server: String,
+    room_id: String,
+}
+
+/// Registers alice on home and bob on away and has alice create the scenario's room.
+async fn meet(
     home: &Server,
     away: &Server,
-    params: JoinParams,
-) -> anyhow::Result<JoinReport> {
+    scenario: &str,
+    room_version: Option<&str>,
+) -> anyhow::Result<Meeting> {
     let run = setup::run_id();
     let alice = setup::register(&home.api, &home.registration, &format!("bench-{run}-home"))
         .await
@@ -376,13 +361,19 @@ pub async fn run_join(
         .context("registering on away")?;
     let home_server = server_name_of(&alice.user_id)?;
     let away_server = server_name_of(&bob.user_id)?;
-    let room_id = create_public_room(
-        &home.api,
-        &alice,
-        &format!("myelin-bench federation-join {run}"),
-        params.room_version.as_deref(),
-    )
-    .await?;
+    let name = format!("myelin-bench {scenario} {run}");
+    let room_id = setup::create_room_of_version(&home.api, &alice, &name, room_version).await?;
+    Ok(Meeting { run, alice, bob, home_server, away_server, room_id })
+}
+
+/// Runs `federation-join`.
+pub async fn run_join(
+    home: &Server,
+    away: &Server,
+    params: JoinParams,
+) -> anyhow::Result<JoinReport> {
+    let Meeting { alice, bob, home_server, away_server, room_id, .. } =
+        meet(home, away, "federation-join", params.room_version.as_deref()).await?;
     eprintln!(
         "  building {room_id} on {home_server}: {} state events on {} connections",
         params.state_events, params.concurrency
@@ -744,22 +735,8 @@ pub async fn run_send(
     away: &Server,
     params: FedSendParams,
 ) -> anyhow::Result<FedSendReport> {
-    let run = setup::run_id();
-    let alice = setup::register(&home.api, &home.registration, &format!("bench-{run}-home"))
-        .await
-        .context("registering on home")?;
-    let bob = setup::register(&away.api, &away.registration, &format!("bench-{run}-away"))
-        .await
-        .context("registering on away")?;
-    let home_server = server_name_of(&alice.user_id)?;
-    let away_server = server_name_of(&bob.user_id)?;
-    let room_id = create_public_room(
-        &home.api,
-        &alice,
-        &format!("myelin-bench federation-send {run}"),
-        None,
-    )
-    .await?;
+    let Meeting { run, alice, bob, home_server, away_server, room_id } =
+        meet(home, away, "federation-send", None).await?;
     let join = join_over_federation(
         &away.api,
         &bob,

@@ -167,8 +167,21 @@ pub async fn register_many(
 
 /// Creates a `public_chat` room and returns its ID.
 pub async fn create_room(api: &Api, creator: &User, name: &str) -> anyhow::Result<String> {
+    create_room_of_version(api, creator, name, None).await
+}
+
+/// Creates a `public_chat` room, of `version` or the server's default, and returns its ID.
+pub async fn create_room_of_version(
+    api: &Api,
+    creator: &User,
+    name: &str,
+    version: Option<&str>,
+) -> anyhow::Result<String> {
     let url = api.url("/_matrix/client/v3/createRoom", &[]);
-    let body = json!({"preset": "public_chat", "name": name});
+    let mut body = json!({"preset": "public_chat", "name": name});
+    if let Some(version) = version {
+        body["room_version"] = json!(version);
+    }
     let reply = api
         .json(
             Method::POST,

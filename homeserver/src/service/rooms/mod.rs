@@ -527,7 +527,7 @@ impl Rooms {
         self.stage_search(&mut batch, event_short, &stored)?;
         super::user_directory::stage_member_event(&self.db, &mut batch, &self.server_name, &stored)?;
         if placement != Placement::Backfilled
-            && let Err(error) = self.stage_notifications(&mut batch, &room_id, &stored).await
+            && let Err(error) = self.stage_notifications(&mut batch, &room_id, version, &stored).await
         {
             // Counts are a convenience; the event itself must not be refused over them.
             tracing::warn!(%room_id, %event_id, %error, "cannot work out who this event notifies");

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use myelin_storage::{Batch, Direction, Table};
 use ruma::{
-    OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
+    OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UInt, UserId,
     events::room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource},
     push::{PushConditionPowerLevelsCtx, PushConditionRoomCtx},
     serde::Raw,
@@ -106,7 +106,7 @@ pub struct RoomCounts {
 
 impl Rooms {
     /// Stages a notification row for each local member whose push rules say `event` notifies.
-    pub(super) async fn stage_notifications(&self, batch: &mut Batch, room_id: &RoomId, event: &StoredEvent) -> Result<()> {
+    pub(super) async fn stage_notifications(&self, batch: &mut Batch, room_id: &RoomId, version: &RoomVersionId, event: &StoredEvent) -> Result<()> {
         let members = self.membership.members(room_id.as_str())?;
         let joined: Vec<&str> = members.iter().filter(|(_, entry)| entry.membership == "join").map(|(user, _)| user.as_str()).collect();
         let recipients: Vec<OwnedUserId> = joined
@@ -119,7 +119,7 @@ impl Rooms {
             return Ok(());
         }
         let raw: Raw<Value> = Raw::new(&event.pdu).map_err(|e| Error::internal(format!("event as raw JSON: {e}")))?;
-        let power_levels = self.push_power_levels(room_id, event.state_before)?;
+        let power_levels = self.push_power_levels(version, event.state_before)?;
         let member_count = UInt::try_from(joined.len()).unwrap_or(UInt::MAX);
         let thread = self.thread_of(event)?;
         let push_rules = PushRules::new(self.account_data.clone());
@@ -147,9 +147,8 @@ impl Rooms {
 
     /// The power levels as push conditions need them (`sender_notification_permission`), or
     /// `None` when the room's are unreadable (those conditions then never match).
-    fn push_power_levels(&self, room_id: &RoomId, state_group: u64) -> Result<Option<PushConditionPowerLevelsCtx>> {
-        let record = self.room(room_id)?;
-        let Some(rules) = self.room_version(&record)?.rules() else { return Ok(None) };
+    fn push_power_levels(&self, version: &RoomVersionId, state_group: u64) -> Result<Option<PushConditionPowerLevelsCtx>> {
+        let Some(rules) = version.rules() else { return Ok(None) };
         let source = match self.state_event(state_group, "m.room.power_levels", "")? {
             Some(event) => match serde_json::from_value::<RoomPowerLevelsEventContent>(event.content().clone()) {
                 Ok(content) => RoomPowerLevelsSource::Original(content),
