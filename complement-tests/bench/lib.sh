@@ -5,6 +5,9 @@
 #   synapse_python            the interpreter of the Synapse virtualenv
 #   write_synapse_config DIR NAME PORT SECRET DATABASE_JSON [EXTRA_LISTENER_JSON [EXTRA_KEYS_JSON]]
 #                             a homeserver.yaml (as JSON) for a benchmark Synapse
+#   prepare_run SCRIPT OUT_PREFIX
+#                             checks $bin (default: the release myelin), finds or builds
+#                             myelin-bench into $bench, makes $out (a new temp dir by default)
 
 bench_ports_taken=" "
 free_port() {
@@ -97,4 +100,22 @@ EOF
  "rc_federation": {"window_size": 1000, "sleep_limit": 10000, "sleep_delay": 0, "reject_limit": 10000, "concurrent": 1000}${extra_keys:+,
  $extra_keys}}
 EOF
+}
+
+prepare_run() {
+    local script="$1" out_prefix="$2"
+    bin="${bin:-/tmp/release-target/release/myelin}"
+    [[ -x "$bin" ]] || { echo "$script: no executable myelin binary at $bin" >&2; exit 1; }
+    bench="${MYELIN_BENCH_BIN:-}"
+    if [[ -z "$bench" ]]; then
+        echo "== building myelin-bench (release)"
+        (cd "$repo" && cargo build --quiet --release -p complement-tests --bin myelin-bench)
+        bench="${CARGO_TARGET_DIR:-$repo/target}/release/myelin-bench"
+    fi
+    [[ -x "$bench" ]] || { echo "$script: no executable myelin-bench at $bench" >&2; exit 1; }
+    if [[ -z "$out" ]]; then
+        out="$(mktemp -d "/tmp/$out_prefix.XXXXXX")"
+    else
+        mkdir -p "$out"
+    fi
 }

@@ -43,22 +43,7 @@ while [[ $# -gt 0 ]]; do
         *) bin="$1"; shift ;;
     esac
 done
-bin="${bin:-/tmp/release-target/release/myelin}"
-[[ -x "$bin" ]] || { echo "run-myelin.sh: no executable myelin binary at $bin" >&2; exit 1; }
-
-bench="${MYELIN_BENCH_BIN:-}"
-if [[ -z "$bench" ]]; then
-    echo "== building myelin-bench (release)"
-    (cd "$repo" && cargo build --quiet --release -p complement-tests --bin myelin-bench)
-    bench="${CARGO_TARGET_DIR:-$repo/target}/release/myelin-bench"
-fi
-[[ -x "$bench" ]] || { echo "run-myelin.sh: no executable myelin-bench at $bench" >&2; exit 1; }
-
-if [[ -z "$out" ]]; then
-    out="$(mktemp -d /tmp/myelin-bench-results.XXXXXX)"
-else
-    mkdir -p "$out"
-fi
+prepare_run run-myelin.sh myelin-bench-results
 work="$(mktemp -d /tmp/myelin-bench-server.XXXXXX)"
 server_pid=""
 
