@@ -5,6 +5,7 @@
 
 pub mod account_data;
 pub mod address_policy;
+pub(crate) mod cache;
 pub mod e2ee;
 pub mod federation_client;
 pub mod federation_rooms;
@@ -144,6 +145,8 @@ impl Services {
         // Databases from before the text indexes existed get them before the first request.
         rooms.build_text_indexes()?;
         user_directory.build()?;
+        // One account data service for all, so its cache of parsed push settings is shared.
+        let account_data = rooms.account_data().clone();
         Ok(Self {
             user_directory,
             reports: reports::Reports::new(db.clone()),
@@ -155,8 +158,8 @@ impl Services {
             remote_keys,
             federation,
             rooms,
-            account_data: account_data::AccountData::new(db.clone(), stream.clone(), notifier.clone()),
-            push_rules: push_rules::PushRules::new(account_data::AccountData::new(db.clone(), stream, notifier)),
+            push_rules: push_rules::PushRules::new(account_data.clone()),
+            account_data,
             signing_key,
             users,
             sessions: sessions::Sessions::new(db.clone(), config.sessions.clone(), e2ee.clone()),

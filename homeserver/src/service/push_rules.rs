@@ -4,10 +4,9 @@
 use ruma::{UserId, push::Ruleset};
 use serde_json::json;
 
+pub use super::account_data::PUSH_RULES as EVENT_TYPE;
 use super::account_data::AccountData;
-use crate::error::{Error, Result};
-
-pub const EVENT_TYPE: &str = "m.push_rules";
+use crate::error::Result;
 
 #[derive(Clone)]
 pub struct PushRules {
@@ -21,11 +20,7 @@ impl PushRules {
 
     /// The user's ruleset: what they stored, or the server defaults.
     pub fn ruleset(&self, user: &UserId) -> Result<Ruleset> {
-        let stored = self.account_data.get(user, None, EVENT_TYPE)?;
-        match stored.and_then(|content| content.get("global").cloned()) {
-            Some(global) => serde_json::from_value(global).map_err(|e| Error::internal(format!("stored push rules: {e}"))),
-            None => Ok(Ruleset::server_default(user)),
-        }
+        Ok(self.account_data.push_settings(user)?.ruleset.clone())
     }
 
     pub async fn save(&self, user: &UserId, ruleset: &Ruleset) -> Result<()> {

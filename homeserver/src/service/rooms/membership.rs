@@ -5,7 +5,7 @@ use std::sync::Arc;
 use myelin_storage::{Batch, Database, Direction, Table};
 use serde::{Deserialize, Serialize};
 
-use super::cache::SharedCache;
+use crate::service::cache::SharedCache;
 use crate::error::Result;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

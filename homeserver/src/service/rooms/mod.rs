@@ -4,7 +4,6 @@
 //! state → persist → notify. Appends to one room are serialised by a per-room lock, so
 //! concurrent local sends never fork the graph by accident.
 
-mod cache;
 pub mod membership;
 pub mod records;
 mod resolve;
@@ -160,7 +159,7 @@ pub struct Rooms {
     locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     /// Parsed PDUs by event ID, for auth checks (which read the same few auth events on
     /// every append). Only redaction changes a stored PDU.
-    pdus: cache::SharedCache<OwnedEventId, Pdu>,
+    pdus: crate::service::cache::SharedCache<OwnedEventId, Pdu>,
     /// Where our events go to reach the other servers in their rooms.
     outbound: Option<FederationSender>,
     /// Read for `m.ignored_user_list`: aggregations leave out the viewer's ignored users.
@@ -193,7 +192,7 @@ impl Rooms {
             records: Records::new(db.clone()),
             notifier,
             locks: Arc::default(),
-            pdus: cache::SharedCache::new(PDU_CACHE_CAPACITY),
+            pdus: crate::service::cache::SharedCache::new(PDU_CACHE_CAPACITY),
             db,
             server_name,
             signing_key,
@@ -251,6 +250,12 @@ impl Rooms {
     }
 
     /// One state event of a group, if set.
+    /// The account data service the room engine reads (ignore lists, push rules); the rest of
+    /// the server shares it.
+    pub fn account_data(&self) -> &AccountData {
+        &self.account_data
+    }
+
     pub fn state_event(&self, group: u64, event_type: &str, state_key: &str) -> Result<Option<StoredEvent>> {
         Ok(self.state_event_shared(group, event_type, state_key)?.map(|event| event.as_ref().clone()))
     }

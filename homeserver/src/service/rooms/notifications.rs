@@ -23,17 +23,14 @@ use myelin_storage::{Batch, Direction, Table};
 use ruma::{
     OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UInt, UserId,
     events::room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource},
-    push::{PushConditionPowerLevelsCtx, PushConditionRoomCtx},
+    push::{Action, FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx},
     serde::Raw,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Rooms, StoredEvent, relations::relates_to};
-use crate::{
-    error::{Error, Result},
-    service::push_rules::PushRules,
-};
+use crate::error::{Error, Result};
 
 /// The thread ID of the main timeline in threaded receipts.
 pub const MAIN_THREAD: &str = "main";
@@ -119,27 +116,34 @@ impl Rooms {
             return Ok(());
         }
         let raw: Raw<Value> = Raw::new(&event.pdu).map_err(|e| Error::internal(format!("event as raw JSON: {e}")))?;
-        let power_levels = self.push_power_levels(version, event.state_before)?;
+        // Flattened once for all members: ruma's `get_actions` would flatten it per member.
+        let flattened = FlattenedJson::from_raw(&raw);
         let member_count = UInt::try_from(joined.len()).unwrap_or(UInt::MAX);
+        let mut context = PushConditionRoomCtx::new(OwnedRoomId::from(room_id), member_count, recipients[0].clone(), String::new());
+        if let Some(power_levels) = self.push_power_levels(version, event.state_before)? {
+            context = context.with_power_levels(power_levels);
+        }
         let thread = self.thread_of(event)?;
-        let push_rules = PushRules::new(self.account_data.clone());
         for user in recipients {
-            if self.account_data.ignored_users(&user)?.contains(event.sender()) {
+            let settings = self.account_data.push_settings(&user)?;
+            if settings.ignored.contains(event.sender()) {
                 continue;
             }
-            let display_name = self
-                .state_event(event.state_before, "m.room.member", user.as_str())?
+            context.user_display_name = self
+                .state_event_shared(event.state_before, "m.room.member", user.as_str())?
                 .and_then(|member| member.content().get("displayname").and_then(Value::as_str).map(str::to_owned))
                 .unwrap_or_else(|| user.localpart().to_owned());
-            let mut context = PushConditionRoomCtx::new(OwnedRoomId::from(room_id), member_count, user.clone(), display_name);
-            if let Some(power_levels) = &power_levels {
-                context = context.with_power_levels(power_levels.clone());
+            context.user_id = user;
+            let mut actions: &[Action] = &[];
+            for rule in settings.ruleset.iter() {
+                if rule.applies(&flattened, &context).await {
+                    actions = rule.actions();
+                    break;
+                }
             }
-            let ruleset = push_rules.ruleset(&user)?;
-            let actions = ruleset.get_actions(&raw, &context).await;
-            if actions.iter().any(|action| action.should_notify()) {
-                let highlight = actions.iter().any(|action| action.is_highlight());
-                NOTIFIED.put(batch, &(user.to_string(), event.room_short, event.stream), &Notified { highlight, thread: thread.clone() })?;
+            if actions.iter().any(Action::should_notify) {
+                let highlight = actions.iter().any(Action::is_highlight);
+                NOTIFIED.put(batch, &(context.user_id.to_string(), event.room_short, event.stream), &Notified { highlight, thread: thread.clone() })?;
             }
         }
         Ok(())

@@ -13,7 +13,7 @@ use myelin_storage::{Batch, Database, Direction, Table};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::cache::SharedCache;
+use crate::service::cache::SharedCache;
 use crate::error::{Error, Result};
 
 /// Events kept decoded in memory: recent ones are read by every syncing member of their room,
