@@ -19,8 +19,8 @@ use crate::error::{Error, Result};
 pub const PUSH_RULES: &str = "m.push_rules";
 const IGNORED_USERS: &str = "m.ignored_user_list";
 
-/// Users whose [`PushSettings`] are kept parsed; a full cache is emptied (bounded at a few
-/// KiB per user).
+/// Users whose [`PushSettings`] are kept parsed (a few KiB each); a full cache drops its least
+/// recently used entry.
 const PUSH_SETTINGS_CACHED: usize = 4096;
 
 /// What deciding whether an event notifies a user needs from their account data.
